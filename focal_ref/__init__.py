@@ -1,0 +1,30 @@
+"""focal_ref: the verified focal loss (Lin et al., 2017).
+
+``import focal_ref`` gives the float64 NumPy reference, the ground truth; ``focal_ref.torch`` and
+``focal_ref.keras`` hold the framework versions tested against it, ``focal_ref.testing`` checks any
+implementation against it, and ``focal_ref.blog`` rebuilds the blog post's code as published.
+"""
+
+from ._reference import (
+    binary_focal_loss,
+    categorical_focal_loss,
+    sigmoid_focal_loss,
+    sigmoid_focal_loss_grad,
+    sigmoid_focal_loss_star,
+    sigmoid_focal_loss_star_grad,
+    softmax_focal_loss,
+    softmax_focal_loss_grad,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "binary_focal_loss",
+    "categorical_focal_loss",
+    "sigmoid_focal_loss",
+    "sigmoid_focal_loss_grad",
+    "sigmoid_focal_loss_star",
+    "sigmoid_focal_loss_star_grad",
+    "softmax_focal_loss",
+    "softmax_focal_loss_grad",
+]
