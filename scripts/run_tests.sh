@@ -4,4 +4,4 @@
 source "$(dirname "$0")/_env.sh"
 python -m pytest -n 2 tests "$@"
 KERAS_BACKEND=torch python -m pytest -n 2 tests/test_keras.py -p no:cacheprovider
-python -m pytest -n 2 --nbval book --nbval-sanitize-with book/nbval_sanitize.cfg -p no:cacheprovider
+python -m pytest -n 2 --dist loadfile --nbval book --nbval-sanitize-with book/nbval_sanitize.cfg -p no:cacheprovider
