@@ -74,7 +74,12 @@ def check_class_alpha(alpha, num_classes: int) -> Optional[Tuple[float, ...]]:
             f"alpha must be None, a number in [0, 1] or a sequence of {num_classes} per-class weights, "
             f"got {type(alpha).__name__}"
         )
-    values = list(alpha.tolist() if hasattr(alpha, "tolist") else alpha)
+    values = alpha.tolist() if hasattr(alpha, "tolist") else list(alpha)
+    if not isinstance(values, list):  # a 0-d array or tensor has __len__ and tolist, but tolist gives a number
+        raise TypeError(
+            f"alpha must be None, a number in [0, 1] or a sequence of {num_classes} per-class weights, "
+            f"got a 0-d {type(alpha).__name__}"
+        )
     if any(isinstance(v, (list, tuple)) for v in values):
         raise ValueError("alpha must be a flat sequence of per-class weights, got a nested one")
     if len(values) != num_classes:

@@ -193,13 +193,16 @@ def binary_focal_loss(probs, targets, *, alpha=0.25, gamma=2.0, reduction="none"
     check_same_shape(p.shape, y.shape, "probs")
     alpha, gamma = check_binary_alpha(alpha), check_gamma(gamma)
     reduction = check_reduction(reduction)
+    alpha_t = _binary_alpha_t(alpha, y)
     with np.errstate(divide="ignore"):
-        # xlogy-style: a zero weight makes the term 0 even where the log is -inf; log1p(-p) is exact for small p.
-        log_p = np.where(y > 0, np.log(p), 0.0)
-        log_q = np.where(y < 1, np.log1p(-p), 0.0)
+        # xlogy-style: a zero weight (y, 1-y or alpha_t) makes the term 0 even where the log is -inf; weighting
+        # afterwards would give alpha_t * inf = 0 * inf = NaN (alpha = 1 with p = 1 on a negative).
+        # log1p(-p) is exact for small p.
+        log_p = np.where(y * alpha_t > 0, np.log(p), 0.0)
+        log_q = np.where((1.0 - y) * alpha_t > 0, np.log1p(-p), 0.0)
     ce = -(y * log_p + (1.0 - y) * log_q)
     m = y * (1.0 - p) + (1.0 - y) * p
-    loss = _binary_alpha_t(alpha, y) * m**gamma * ce
+    loss = alpha_t * m**gamma * ce
     return _reduce(np.asarray(loss, dtype=np.float64), reduction)
 
 
@@ -287,7 +290,10 @@ def _log_softmax_parts(x: np.ndarray):
     """
     k = np.argmax(x, axis=-1)[..., None]
     is_max = np.arange(x.shape[-1]) == k
-    shifted = x - np.take_along_axis(x, k, axis=-1)
+    with np.errstate(over="ignore"):
+        # Overflows to -inf only when the spread of the logits exceeds the float64 range; then the true
+        # log p_c is below -1.8e308 and -inf is its rounded value (p_c = 0).
+        shifted = x - np.take_along_axis(x, k, axis=-1)
     s = np.sum(np.where(is_max, 0.0, np.exp(shifted)), axis=-1, keepdims=True)
     log1p_s = np.log1p(s)
     log_p = np.where(is_max, -log1p_s, shifted - log1p_s)
@@ -329,9 +335,10 @@ def softmax_focal_loss(logits, targets, *, alpha=None, gamma=2.0, reduction="non
     reduction = check_reduction(reduction)
     x, w, keep, gamma, _ = _check_softmax_inputs(logits, targets, alpha, gamma, axis, ignore_index)
     log_p, one_minus_p = _log_softmax_parts(x)
-    # Only classes with weight w_c > 0 enter: 0 * (-inf) cannot occur since log_p is finite, but this
-    # also keeps the sum exact for one-hot targets.
-    terms = np.where(w > 0, w * one_minus_p**gamma * -log_p, 0.0)
+    # Only classes with weight w_c > 0 enter: no 0 * (-inf) where log p_c overflows to -inf, and the sum
+    # stays exact for one-hot targets.
+    with np.errstate(invalid="ignore"):
+        terms = np.where(w > 0, w * one_minus_p**gamma * -log_p, 0.0)
     loss = terms.sum(axis=-1)
     count = None if keep is None else int(keep.sum())
     return _reduce(np.asarray(loss, dtype=np.float64), reduction, count)
@@ -351,9 +358,19 @@ def softmax_focal_loss_grad(logits, targets, *, alpha=None, gamma=2.0, axis=-1, 
     x_last, w, keep, gamma, axis = _check_softmax_inputs(logits, targets, alpha, gamma, axis, ignore_index)
     log_p, u = _log_softmax_parts(x_last)
     p = np.exp(log_p)
-    h = np.where(u > 0, -p * log_p / np.where(u > 0, u, 1.0), 1.0)
-    wg = w * u**gamma * (1.0 + gamma * h)
-    others = wg.sum(axis=-1, keepdims=True) - wg  # exact for one-hot targets: 0 at the target, the sum elsewhere
+    # p log p -> 0 as p -> 0: where p underflows to 0 (log p may then be -inf) the product is 0, not 0 * inf = NaN.
+    p_log_p = p * np.where(p > 0, log_p, 0.0)
+    h = np.where(u > 0, -p_log_p / np.where(u > 0, u, 1.0), 1.0)
+    wg = w * u**gamma * (1.0 + gamma * h)  # >= 0
+    # others_j = sum_{c != j} wg_c. Not as sum - wg_j: that cancels when one class holds nearly all the weight
+    # (a soft target next to one-hot: 1 - (1 - 1e-12) keeps 4 digits). With k the heaviest class and rest the
+    # sum without it, others_k = rest, and others_j = wg_k + (rest - wg_j) >= wg_k for j != k, so the
+    # subtraction (error <= eps * rest <= eps * (C-1) * wg_k) costs at most about C ulp of the result.
+    # Exact for one-hot targets (rest = 0).
+    k = np.argmax(wg, axis=-1)[..., None]
+    is_k = np.arange(wg.shape[-1]) == k
+    rest = np.sum(np.where(is_k, 0.0, wg), axis=-1, keepdims=True)
+    others = np.where(is_k, rest, np.take_along_axis(wg, k, axis=-1) + (rest - wg))
     grad = p * others - wg * u
     return np.moveaxis(np.asarray(grad, dtype=np.float64), -1, axis)
 
@@ -376,7 +393,10 @@ def categorical_focal_loss(probs, targets, *, alpha=None, gamma=2.0, reduction="
         w = w * np.asarray(weights)
     p = _move_class_axis_last(p, axis)
     with np.errstate(divide="ignore"):
-        terms = np.where(w > 0, w * (1.0 - p) ** gamma * -np.log(p), 0.0)
+        # log only where w_c > 0: a zero weight on p_c = 0 would otherwise compute 0 * inf = NaN (then masked,
+        # but with a RuntimeWarning on valid input); a positive weight on p_c = 0 gives +inf, as it should.
+        log_p = np.log(np.where(w > 0, p, 1.0))
+    terms = np.where(w > 0, w * (1.0 - p) ** gamma * -log_p, 0.0)
     loss = terms.sum(axis=-1)
     count = None if keep is None else int(keep.sum())
     return _reduce(np.asarray(loss, dtype=np.float64), reduction, count)
