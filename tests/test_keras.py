@@ -1,0 +1,480 @@
+"""focal_ref.keras against the NumPy reference, on whatever Keras backend KERAS_BACKEND selects.
+
+The README runs this module twice: with the default (TensorFlow) and with KERAS_BACKEND=torch. Each test
+id carries the backend name (see ``test_backend_is_supported``), so a report shows which one ran.
+
+Agreement is measured against the float64 reference evaluated on the inputs *after* rounding to the
+dtype under test, so only the implementation's own error is measured:
+|out - ref| <= rtol * |ref| + atol, with atol the dtype's smallest normal number (TensorFlow flushes
+subnormals to zero on CPU; they carry no relative accuracy anyway).
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from keras import ops  # noqa: E402
+
+import focal_ref  # noqa: E402
+import focal_ref.keras as fk  # noqa: E402
+from cases import ALPHAS, GAMMAS, sigmoid_cases, softmax_cases  # noqa: E402
+
+BACKEND = keras.backend.backend()
+
+# rtol per dtype: float64/float32 a few ulp times the amplification by gamma (up to 5 here) of the
+# rounding of 1 - p_t; half precision is computed in float32 and rounded once to the output dtype.
+RTOL = {"float64": 1e-13, "float32": 1e-5, "float16": 2.0**-11 + 1e-5, "bfloat16": 2.0**-8 + 1e-5}
+ATOL = {"float64": np.finfo(np.float64).tiny, "float32": np.finfo(np.float32).tiny,
+        "float16": float(np.finfo(np.float16).tiny), "bfloat16": np.finfo(np.float32).tiny}
+DTYPES = list(RTOL)
+# Keras's own reduction in the Loss classes: Keras 3.15's torch backend divides in float32 even for float64
+# values (ops.divide_no_nan and ops.mean promote float64 with "float32" to float32), so reduced float64
+# losses there agree only to float32 precision; "none" (our code alone) is compared at 1e-13 everywhere.
+REDUCED_RTOL = 1e-6 if BACKEND == "torch" else 1e-13
+# Gradients: autodiff multiplies intermediates that can underflow (flushed to 0 by TensorFlow) before the
+# result is formed, so components within a few orders of magnitude of the smallest normal lose accuracy.
+GRAD_RTOL = {dtype: 10 * RTOL[dtype] for dtype in ("float64", "float32")}
+GRAD_ATOL = {dtype: 64 * ATOL[dtype] for dtype in ("float64", "float32")}
+
+# Worst relative error seen per (function, dtype), for a script that runs these tests in-process and
+# prints the cross-framework table (pytest itself only asserts the bounds).
+AGREEMENT = {}
+
+
+def _tensor(values, dtype):
+    return ops.convert_to_tensor(np.asarray(values), dtype=dtype)
+
+
+def _numpy(tensor):
+    return np.asarray(ops.convert_to_numpy(ops.cast(tensor, "float64")), dtype=np.float64)
+
+
+def _rounded(values, dtype):
+    """(tensor in dtype, the same values as float64 numpy) — the reference sees what the backend sees."""
+    tensor = _tensor(values, dtype)
+    return tensor, _numpy(tensor)
+
+
+def _assert_close(out, ref, dtype, what, rtol=None, atol=None):
+    out, ref = np.asarray(out, np.float64), np.asarray(ref, np.float64)
+    rtol = RTOL[dtype] if rtol is None else rtol
+    atol = ATOL[dtype] if atol is None else atol
+    assert out.shape == ref.shape, (what, out.shape, ref.shape)
+    assert np.array_equal(np.isinf(out), np.isinf(ref)), what
+    finite = np.isfinite(ref)
+    assert np.all(np.isfinite(out[finite])), f"{what}: NaN or inf where the reference is finite"
+    err = np.abs(out[finite] - ref[finite])
+    bound = rtol * np.abs(ref[finite]) + atol
+    worst = np.argmax(err - bound) if err.size else None
+    assert np.all(err <= bound), (
+        f"{what} [{dtype}, {BACKEND}]: |out - ref| = {err[worst]:.3e} > {bound[worst]:.3e} "
+        f"(out {out[finite][worst]!r}, ref {ref[finite][worst]!r})"
+    )
+    normal = np.abs(ref[finite]) > atol
+    if np.any(normal):
+        key = (what.split(" ")[0], dtype)
+        rel = float(np.max(err[normal] / np.abs(ref[finite][normal])))
+        AGREEMENT[key] = max(AGREEMENT.get(key, 0.0), rel)
+
+
+def _value_and_grad(fn, values, dtype):
+    """(fn(x) as float64, d sum(fn(x)) / dx as float64) with the backend's own autodiff."""
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        x = tf.constant(np.asarray(values), dtype=dtype)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = fn(x)
+            total = tf.reduce_sum(tf.cast(loss, tf.float32 if dtype != "float64" else tf.float64))
+        grad = tape.gradient(total, x)
+    elif BACKEND == "torch":
+        import torch
+
+        x = _tensor(values, dtype).detach().requires_grad_(True)
+        loss = fn(x)
+        loss.to(torch.float64).sum().backward()
+        grad = x.grad
+    else:
+        import jax
+        import jax.numpy as jnp
+
+        x = jnp.asarray(np.asarray(values), dtype=dtype)
+        loss = fn(x)
+        grad = jax.grad(lambda v: jnp.sum(fn(v).astype(jnp.float32)))(x)
+    return _numpy(loss), _numpy(grad)
+
+
+@pytest.mark.parametrize("backend", [BACKEND])
+def test_backend_is_supported(backend):
+    """Records which backend ran (the id is test_backend_is_supported[<backend>])."""
+    print(f"focal_ref.keras tests ran on the Keras {backend} backend (keras {keras.__version__})")
+    assert backend in {"tensorflow", "torch", "jax"}
+    assert ops.convert_to_numpy(fk.sigmoid_focal_loss([0.0], [1.0], alpha=None, gamma=0.0)) == pytest.approx(
+        [np.log(2.0)], rel=1e-6
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# values against the reference, per dtype
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sigmoid_losses_match_reference(dtype):
+    logits, targets = sigmoid_cases()
+    x, xr = _rounded(logits, dtype)
+    y, yr = _rounded(targets, dtype)
+    for gamma in GAMMAS:
+        for alpha in ALPHAS:
+            out = fk.sigmoid_focal_loss(x, y, alpha=alpha, gamma=gamma)
+            assert keras.backend.standardize_dtype(out.dtype) == dtype
+            ref = focal_ref.sigmoid_focal_loss(xr, yr, alpha=alpha, gamma=gamma)
+            _assert_close(_numpy(out), ref, dtype, f"sigmoid_focal_loss gamma={gamma} alpha={alpha}")
+    hard = (targets == 0) | (targets == 1)
+    for gamma in (0.5, 2.0, 5.0):
+        out = fk.sigmoid_focal_loss_star(x[hard], y[hard], gamma=gamma, beta=1.0, alpha=0.25)
+        ref = focal_ref.sigmoid_focal_loss_star(xr[hard], yr[hard], gamma=gamma, beta=1.0, alpha=0.25)
+        _assert_close(_numpy(out), ref, dtype, f"sigmoid_focal_loss_star gamma={gamma}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_binary_focal_loss_matches_reference(dtype):
+    rng = np.random.default_rng(1)
+    probs = np.concatenate([1.0 / (1.0 + np.exp(-rng.normal(0.0, 3.0, 200))), [0.0, 1.0, 0.0, 1.0, 0.5]])
+    targets = np.concatenate([rng.uniform(size=200).round(1), [0.0, 1.0, 1.0, 0.0, 0.3]])
+    p, pr = _rounded(probs, dtype)
+    y, yr = _rounded(targets, dtype)
+    for gamma in GAMMAS:
+        for alpha in ALPHAS:
+            out = fk.binary_focal_loss(p, y, alpha=alpha, gamma=gamma)
+            ref = focal_ref.binary_focal_loss(pr, yr, alpha=alpha, gamma=gamma)
+            _assert_close(_numpy(out), ref, dtype, f"binary_focal_loss gamma={gamma} alpha={alpha}")
+    assert np.isinf(_numpy(fk.binary_focal_loss(p, y, alpha=None))[-3:-1]).all()  # -log 0 on the true class
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_losses_match_reference(dtype):
+    logits, index, soft = softmax_cases()
+    x, xr = _rounded(logits, dtype)
+    s, sr = _rounded(soft, dtype)
+    idx = ops.convert_to_tensor(index, dtype="int32")
+    for gamma in GAMMAS:
+        for alpha in (None, 0.25, [0.1, 0.2, 0.3, 0.9, 1.0]):
+            for targets, targets_ref in ((idx, index), (s, sr)):
+                out = fk.softmax_focal_loss(x, targets, alpha=alpha, gamma=gamma)
+                ref = focal_ref.softmax_focal_loss(xr, targets_ref, alpha=alpha, gamma=gamma)
+                _assert_close(_numpy(out), ref, dtype, f"softmax_focal_loss gamma={gamma} alpha={alpha}")
+    # probability input: p = softmax(x) of the random rows (the saturated ones hold exact 0s and 1s)
+    probs = np.exp(logits[:100] - logits[:100].max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    p, pr = _rounded(probs, dtype)
+    for gamma in GAMMAS:
+        out = fk.categorical_focal_loss(p, idx[:100], alpha=[0.1, 0.2, 0.3, 0.9, 1.0], gamma=gamma)
+        ref = focal_ref.categorical_focal_loss(pr, index[:100], alpha=[0.1, 0.2, 0.3, 0.9, 1.0], gamma=gamma)
+        _assert_close(_numpy(out), ref, dtype, f"categorical_focal_loss gamma={gamma}")
+        out = fk.categorical_focal_loss(p, s[:100], gamma=gamma)
+        _assert_close(_numpy(out), focal_ref.categorical_focal_loss(pr, sr[:100], gamma=gamma), dtype,
+                      f"categorical_focal_loss gamma={gamma} soft")
+
+
+def test_softmax_axis_ignore_index_and_reductions():
+    rng = np.random.default_rng(2)
+    logits = rng.normal(0.0, 3.0, (4, 3, 5))  # class axis 1, as in a segmentation map
+    labels = rng.integers(0, 3, (4, 5))
+    labels[0, :2] = -100
+    labels[3, :] = -100
+    for reduction in ("none", "mean", "sum"):
+        kw = dict(alpha=[0.2, 0.5, 1.0], gamma=1.5, axis=1, ignore_index=-100, reduction=reduction)
+        out = fk.softmax_focal_loss(logits, ops.convert_to_tensor(labels, "int32"), **kw)
+        _assert_close(_numpy(out), focal_ref.softmax_focal_loss(logits, labels, **kw), "float64", "softmax axis=1")
+        soft = rng.dirichlet(np.ones(3), (4, 5)).transpose(0, 2, 1)
+        kw = dict(gamma=0.5, axis=-2, reduction=reduction)
+        _assert_close(_numpy(fk.categorical_focal_loss(soft, soft, **kw)),
+                      focal_ref.categorical_focal_loss(soft, soft, **kw), "float64", "categorical axis=-2")
+    everything_ignored = np.full((4, 5), -100)
+    out = fk.softmax_focal_loss(logits, everything_ignored, axis=1, ignore_index=-100, reduction="mean")
+    assert float(_numpy(out)) == 0.0
+
+
+def test_sigmoid_reductions_and_plain_inputs():
+    logits, targets = sigmoid_cases()
+    for fn in ("sigmoid_focal_loss", "sigmoid_focal_loss_star"):
+        hard = (targets == 0) | (targets == 1) if fn.endswith("star") else slice(None)
+        for reduction in ("mean", "sum"):
+            out = getattr(fk, fn)(logits[hard], targets[hard], reduction=reduction)
+            ref = getattr(focal_ref, fn)(logits[hard], targets[hard], reduction=reduction)
+            assert np.shape(out) == ()
+            _assert_close(_numpy(out), ref, "float64", f"{fn} {reduction}")
+    # Python lists and 0-d inputs; integer logits are cast to floatx
+    assert float(_numpy(fk.sigmoid_focal_loss(2.0, 1.0))) == pytest.approx(
+        float(focal_ref.sigmoid_focal_loss(2.0, 1.0)), rel=1e-6)
+    out = fk.sigmoid_focal_loss([[1, -2]], [[1, 0]], alpha=None, gamma=0.0)
+    assert keras.backend.standardize_dtype(out.dtype) == keras.config.floatx()
+    np.testing.assert_allclose(_numpy(out), [[np.log1p(np.exp(-1.0)), np.log1p(np.exp(-2.0))]], rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------
+# gradients through the backend's autodiff
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_sigmoid_gradients_match_reference(dtype):
+    logits, targets = sigmoid_cases()
+    x, xr = _rounded(logits, dtype)
+    _, yr = _rounded(targets, dtype)
+    hard = (targets == 0) | (targets == 1)
+    for gamma in GAMMAS:
+        for alpha in (None, 0.25):
+            _, grad = _value_and_grad(lambda v: fk.sigmoid_focal_loss(v, yr.astype(dtype), alpha=alpha, gamma=gamma),
+                                      xr, dtype)
+            ref = focal_ref.sigmoid_focal_loss_grad(xr, yr, alpha=alpha, gamma=gamma)
+            _assert_close(grad, ref, dtype, f"sigmoid_focal_loss_grad gamma={gamma} alpha={alpha}",
+                          rtol=GRAD_RTOL[dtype], atol=GRAD_ATOL[dtype])
+        if gamma > 0:
+            _, grad = _value_and_grad(lambda v: fk.sigmoid_focal_loss_star(v, yr[hard].astype(dtype), gamma=gamma),
+                                      xr[hard], dtype)
+            ref = focal_ref.sigmoid_focal_loss_star_grad(xr[hard], yr[hard], gamma=gamma)
+            _assert_close(grad, ref, dtype, f"sigmoid_focal_loss_star_grad gamma={gamma}",
+                          rtol=GRAD_RTOL[dtype], atol=GRAD_ATOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_softmax_gradients_match_reference(dtype):
+    logits, index, soft = softmax_cases()
+    _, xr = _rounded(logits, dtype)
+    _, sr = _rounded(soft, dtype)
+    for gamma in GAMMAS:
+        for targets in (index, sr):
+            typed = targets if targets is index else targets.astype(dtype)
+            _, grad = _value_and_grad(
+                lambda v: fk.softmax_focal_loss(v, typed, alpha=[0.1, 0.2, 0.3, 0.9, 1.0], gamma=gamma), xr, dtype
+            )
+            ref = focal_ref.softmax_focal_loss_grad(xr, targets, alpha=[0.1, 0.2, 0.3, 0.9, 1.0], gamma=gamma)
+            # relative to each row's largest component (a sample's gradient is one vector)
+            scale = np.max(np.abs(ref), axis=-1, keepdims=True)
+            err = np.abs(grad - ref)
+            assert np.all(np.isfinite(grad))
+            assert np.all(err <= GRAD_RTOL[dtype] * scale + GRAD_ATOL[dtype]), (gamma, np.max(err / scale))
+            normal = scale[:, 0] > GRAD_ATOL[dtype]
+            key = ("softmax_focal_loss_grad", dtype)
+            AGREEMENT[key] = max(AGREEMENT.get(key, 0.0), float(np.max(err[normal] / scale[normal])))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gradients_finite_for_small_gamma_at_saturation(dtype):
+    """gamma < 1 with p_t -> 1: autodiff of (1-p_t)**gamma would give inf * 0 = NaN; it must not."""
+    big = [17.0, 40.0, 100.0, 1e4] + ([745.0] if dtype in ("float64", "float32") else [])
+    logits = np.array([b * s for b in big for s in (1.0, -1.0)])
+    targets = (logits > 0).astype(np.float64)  # p_t -> 1: the easiest examples
+    for gamma in (0.01, 0.1, 0.5, 0.99):
+        for fn, y in ((fk.sigmoid_focal_loss, targets), (fk.sigmoid_focal_loss, 1.0 - targets)):
+            loss, grad = _value_and_grad(lambda v: fn(v, y.astype(np.float32), gamma=gamma), logits, dtype)
+            assert np.all(np.isfinite(loss)) and np.all(np.isfinite(grad)), (dtype, gamma, grad)
+            if dtype in ("float64", "float32"):
+                ref = focal_ref.sigmoid_focal_loss_grad(_numpy(_tensor(logits, dtype)), y, gamma=gamma)
+                _assert_close(grad, ref, dtype, f"sigmoid_focal_loss_grad saturated gamma={gamma}",
+                              rtol=GRAD_RTOL[dtype], atol=GRAD_ATOL[dtype])
+        rows = np.zeros((len(big), 3))
+        rows[:, 0] = big
+        _, grad = _value_and_grad(lambda v: fk.softmax_focal_loss(v, np.zeros(len(big), "int32"), gamma=gamma),
+                                  rows, dtype)
+        assert np.all(np.isfinite(grad)), (dtype, gamma, grad)
+        # probability inputs at p_t = 1 exactly
+        _, grad = _value_and_grad(lambda v: fk.binary_focal_loss(v, np.array([1.0, 0.0], "float32"), gamma=gamma),
+                                  np.array([1.0, 0.0]), dtype)
+        assert np.all(np.isfinite(grad)), (dtype, gamma, grad)
+        _, grad = _value_and_grad(lambda v: fk.categorical_focal_loss(v, np.array([0], "int32"), gamma=gamma),
+                                  np.array([[1.0, 0.0, 0.0]]), dtype)
+        assert np.all(np.isfinite(grad)), (dtype, gamma, grad)
+
+
+def test_half_precision_is_computed_in_float32():
+    """A float16 result is the float32 result rounded once, not a float16 computation."""
+    x = np.linspace(-12.0, 12.0, 97)
+    y = (np.arange(97) % 2).astype(np.float64)
+    out16 = _numpy(fk.sigmoid_focal_loss(_tensor(x, "float16"), _tensor(y, "float16"), gamma=2.0))
+    out32 = fk.sigmoid_focal_loss(_tensor(_numpy(_tensor(x, "float16")), "float32"), _tensor(y, "float32"), gamma=2.0)
+    np.testing.assert_array_equal(out16, _numpy(ops.cast(out32, "float16")))
+
+
+# ----------------------------------------------------------------------------------------------
+# Keras Loss classes
+
+
+def test_loss_classes_match_reference_reductions():
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0.0, 3.0, (6, 4))
+    targets = rng.integers(0, 2, (6, 4)).astype(np.float64)
+    weights = rng.uniform(size=6)
+    ref = focal_ref.sigmoid_focal_loss(logits, targets, alpha=0.25, gamma=2.0)
+    loss = fk.BinaryFocalLoss(alpha=0.25, gamma=2.0, from_logits=True, dtype="float64")
+    assert float(_numpy(loss(targets, logits))) == pytest.approx(ref.mean(), rel=REDUCED_RTOL)
+    loss = fk.BinaryFocalLoss(from_logits=True, reduction="sum", dtype="float64")
+    assert float(_numpy(loss(targets, logits))) == pytest.approx(ref.sum() / 4, rel=REDUCED_RTOL)
+    loss = fk.BinaryFocalLoss(from_logits=True, reduction="none", dtype="float64")
+    np.testing.assert_allclose(_numpy(loss(targets, logits)), ref.mean(-1), rtol=1e-13)
+    loss = fk.BinaryFocalLoss(dtype="float64")  # probabilities; (n, 1) predictions vs (n,) labels
+    probs = 1.0 / (1.0 + np.exp(-logits[:, 0]))
+    ref_p = focal_ref.binary_focal_loss(probs, targets[:, 0])
+    assert float(_numpy(loss(targets[:, 0], probs[:, None]))) == pytest.approx(ref_p.mean(), rel=REDUCED_RTOL)
+    assert float(_numpy(loss(targets[:, :1], probs[:, None], sample_weight=weights))) == pytest.approx(
+        (ref_p * weights).mean(), rel=REDUCED_RTOL)
+
+    logits = rng.normal(0.0, 3.0, (6, 3))
+    labels = np.array([0, 2, 1, -1, 2, -1])
+    onehot = np.eye(3)[np.maximum(labels, 0)]
+    kw = dict(alpha=[0.25, 0.5, 1.0], gamma=2.0)
+    loss = fk.CategoricalFocalLoss(from_logits=True, dtype="float64", **kw)
+    ref = focal_ref.softmax_focal_loss(logits, onehot, **kw)
+    assert float(_numpy(loss(onehot, logits))) == pytest.approx(ref.mean(), rel=REDUCED_RTOL)
+    loss = fk.CategoricalFocalLoss(from_logits=True, dtype="float64", reduction="sum", **kw)
+    assert float(_numpy(loss(onehot, logits))) == pytest.approx(ref.sum(), rel=REDUCED_RTOL)
+    loss = fk.SparseCategoricalFocalLoss(from_logits=True, dtype="float64", **kw)
+    assert float(_numpy(loss(np.maximum(labels, 0)[:, None], logits))) == pytest.approx(ref.mean(), rel=REDUCED_RTOL)
+    # ignore_index: ignored samples give 0 and leave the denominator, as in the reference's "mean"
+    ref_ign = focal_ref.softmax_focal_loss(logits, labels, ignore_index=-1, **kw)
+    for reduction, expected in (("sum_over_batch_size", ref_ign.sum() / 4), ("mean", ref_ign.sum() / 4),
+                                ("sum", ref_ign.sum()), ("none", ref_ign)):
+        loss = fk.SparseCategoricalFocalLoss(from_logits=True, ignore_index=-1, reduction=reduction,
+                                             dtype="float64", **kw)
+        rtol = 1e-13 if reduction == "none" else REDUCED_RTOL
+        np.testing.assert_allclose(_numpy(loss(labels, logits)), expected, rtol=rtol)
+    loss = fk.SparseCategoricalFocalLoss(from_logits=True, ignore_index=-1, dtype="float64", **kw)
+    assert float(_numpy(loss(labels, logits, sample_weight=weights))) == pytest.approx(
+        (ref_ign * weights).sum() / 4, rel=REDUCED_RTOL)
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    loss = fk.SparseCategoricalFocalLoss(ignore_index=-1, dtype="float64", **kw)
+    ref_p = focal_ref.categorical_focal_loss(probs, labels, ignore_index=-1, **kw)
+    assert float(_numpy(loss(labels, probs))) == pytest.approx(ref_p.sum() / 4, rel=REDUCED_RTOL)
+
+
+def test_loss_classes_config_round_trip():
+    losses = [
+        fk.BinaryFocalLoss(alpha=None, gamma=0.5, from_logits=True, reduction="sum", name="bfl"),
+        fk.CategoricalFocalLoss(alpha=[0.25, 0.5, 1.0], gamma=1.0, from_logits=True, axis=-1),
+        fk.SparseCategoricalFocalLoss(alpha=0.5, gamma=3.0, ignore_index=-1, reduction="none"),
+    ]
+    rng = np.random.default_rng(4)
+    logits = rng.normal(size=(5, 3)).astype(np.float32)
+    y_true = [(logits > 0).astype(np.float32), np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1]], np.array([0, 1, 2, -1, 1])]
+    for loss, target in zip(losses, y_true):
+        config = loss.get_config()
+        clone = type(loss).from_config(config)
+        assert clone.get_config() == config
+        serialized = keras.saving.serialize_keras_object(loss)
+        assert serialized["registered_name"] == f"focal_ref>{type(loss).__name__}"
+        revived = keras.saving.deserialize_keras_object(serialized)
+        assert type(revived) is type(loss) and revived.get_config() == config
+        expected = _numpy(loss(target, logits))
+        np.testing.assert_array_equal(_numpy(clone(target, logits)), expected)
+        np.testing.assert_array_equal(_numpy(revived(target, logits)), expected)
+    assert losses[1].get_config()["alpha"] == [0.25, 0.5, 1.0]
+    assert losses[2].get_config()["ignore_index"] == -1
+
+
+def test_tiny_model_trains_with_fit(tmp_path):
+    """One two-headed model, all three loss classes, a few epochs of fit; then save and reload the .keras file."""
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(5)
+    features = rng.normal(size=(128, 4)).astype(np.float32)
+    classes = (features[:, 0] > 0).astype(np.int32) + (features[:, 1] > 0.5).astype(np.int32)
+    binary = (features[:, 2] + features[:, 3] > 0).astype(np.float32)[:, None]
+    inputs = keras.Input(shape=(4,))
+    hidden = keras.layers.Dense(8, activation="relu")(inputs)
+    outputs = {
+        "binary": keras.layers.Dense(1, name="binary")(hidden),
+        "sparse": keras.layers.Dense(3, name="sparse")(hidden),
+        "onehot": keras.layers.Dense(3, activation="softmax", name="onehot")(hidden),
+    }
+    model = keras.Model(inputs, outputs)
+    model.compile(
+        optimizer=keras.optimizers.Adam(0.05),
+        jit_compile=False,  # XLA compilation would dominate the test's time
+        loss={
+            "binary": fk.BinaryFocalLoss(from_logits=True),
+            "sparse": fk.SparseCategoricalFocalLoss(alpha=[0.5, 0.25, 0.5], gamma=0.5, from_logits=True),
+            "onehot": fk.CategoricalFocalLoss(gamma=2.0),  # probabilities
+        },
+    )
+    targets = {"binary": binary, "sparse": classes, "onehot": np.eye(3, dtype=np.float32)[classes]}
+    history = model.fit(features, targets, epochs=5, batch_size=32, verbose=0).history
+    for key in ("loss", "binary_loss", "sparse_loss", "onehot_loss"):
+        assert np.all(np.isfinite(history[key])), key
+        assert history[key][-1] < 0.7 * history[key][0], (key, history[key])
+    path = tmp_path / "tiny.keras"
+    model.save(path)
+    revived = keras.saving.load_model(path)  # the registered "focal_ref>..." names bring the losses back
+    predictions = {key: _numpy(value) for key, value in model(features[:16]).items()}
+    for key, loss in model.loss.items():
+        clone = revived.loss[key]
+        assert type(clone) is type(loss) and clone.get_config() == loss.get_config()
+        target = targets[key][:16]
+        assert float(_numpy(clone(target, predictions[key]))) == float(_numpy(loss(target, predictions[key])))
+
+
+# ----------------------------------------------------------------------------------------------
+# bad input: ValueError / TypeError naming the argument; valid edge cases pass
+
+
+BAD_CALLS = [
+    ("gamma", ValueError, lambda: fk.sigmoid_focal_loss([1.0], [1.0], gamma=-1.0)),
+    ("gamma", ValueError, lambda: fk.softmax_focal_loss([[1.0, 0.0]], [0], gamma=float("nan"))),
+    ("gamma", TypeError, lambda: fk.binary_focal_loss([0.5], [1.0], gamma="2")),
+    ("gamma", ValueError, lambda: fk.sigmoid_focal_loss_star([1.0], [1.0], gamma=0.0)),
+    ("alpha", ValueError, lambda: fk.sigmoid_focal_loss([1.0], [1.0], alpha=1.5)),
+    ("alpha", TypeError, lambda: fk.sigmoid_focal_loss([1.0], [1.0], alpha="0.25")),
+    ("alpha", ValueError, lambda: fk.softmax_focal_loss([[1.0, 0.0]], [0], alpha=[0.5, 0.5, 0.5])),
+    ("alpha[1]", ValueError, lambda: fk.categorical_focal_loss([[0.5, 0.5]], [0], alpha=[0.5, -0.5])),
+    ("reduction", ValueError, lambda: fk.sigmoid_focal_loss([1.0], [1.0], reduction="avg")),
+    ("reduction", TypeError, lambda: fk.softmax_focal_loss([[1.0, 0.0]], [0], reduction=None)),
+    ("axis", ValueError, lambda: fk.softmax_focal_loss([[1.0, 0.0]], [0], axis=2)),
+    ("axis", TypeError, lambda: fk.softmax_focal_loss([[1.0, 0.0]], [0], axis=1.0)),
+    ("targets", ValueError, lambda: fk.sigmoid_focal_loss([1.0, 2.0], [1.0])),
+    ("targets", ValueError, lambda: fk.softmax_focal_loss([[1.0, 0.0]], [[0, 1, 0]])),
+    ("targets", TypeError, lambda: fk.softmax_focal_loss([[1.0, 0.0]], [0.0])),
+    ("ignore_index", ValueError, lambda: fk.softmax_focal_loss([[1.0, 0.0]], [[1.0, 0.0]], ignore_index=-1)),
+    ("ignore_index", TypeError, lambda: fk.softmax_focal_loss([[1.0, 0.0]], [0], ignore_index=0.5)),
+    ("beta", ValueError, lambda: fk.sigmoid_focal_loss_star([1.0], [1.0], beta=float("inf"))),
+    ("logits", TypeError, lambda: fk.sigmoid_focal_loss(["a"], [1.0])),
+    # value checks: opt-in with validate=True (they read tensor values)
+    ("targets", ValueError, lambda: fk.sigmoid_focal_loss([1.0], [1.5], validate=True)),
+    ("targets", ValueError, lambda: fk.sigmoid_focal_loss([1.0], [float("nan")], validate=True)),
+    ("logits", ValueError, lambda: fk.sigmoid_focal_loss([float("inf")], [1.0], validate=True)),
+    ("logits", ValueError, lambda: fk.softmax_focal_loss([[float("nan"), 0.0]], [0], validate=True)),
+    ("targets", ValueError, lambda: fk.softmax_focal_loss([[1.0, 0.0]], [2], validate=True)),
+    ("targets", ValueError, lambda: fk.softmax_focal_loss([[1.0, 0.0]], [-1], ignore_index=-100, validate=True)),
+    ("targets", ValueError, lambda: fk.softmax_focal_loss([[1.0, 0.0]], [[1.5, -0.5]], validate=True)),
+    ("probs", ValueError, lambda: fk.binary_focal_loss([1.5], [1.0], validate=True)),
+    ("probs", ValueError, lambda: fk.categorical_focal_loss([[-0.1, 1.1]], [0], validate=True)),
+    ("targets", ValueError, lambda: fk.sigmoid_focal_loss_star([1.0], [0.5], validate=True)),
+    # the Loss classes validate their hyperparameters at construction
+    ("gamma", ValueError, lambda: fk.BinaryFocalLoss(gamma=-0.5)),
+    ("alpha", ValueError, lambda: fk.BinaryFocalLoss(alpha=2.0)),
+    ("alpha[1]", ValueError, lambda: fk.CategoricalFocalLoss(alpha=[0.5, 1.5])),
+    ("alpha", TypeError, lambda: fk.SparseCategoricalFocalLoss(alpha="balanced")),
+    ("axis", TypeError, lambda: fk.CategoricalFocalLoss(axis="last")),
+    ("ignore_index", TypeError, lambda: fk.SparseCategoricalFocalLoss(ignore_index="void")),
+    ("reduction", ValueError, lambda: fk.BinaryFocalLoss(reduction="average")),
+]
+
+
+@pytest.mark.parametrize("name, error, call", BAD_CALLS, ids=[f"{i}-{c[0]}" for i, c in enumerate(BAD_CALLS)])
+def test_bad_input_raises_naming_the_argument(name, error, call):
+    with pytest.raises(error, match=name.replace("[", r"\[").replace("]", r"\]")):
+        call()
+
+
+def test_valid_edge_cases_pass():
+    assert float(_numpy(fk.sigmoid_focal_loss([3.0], [1.0], alpha=None, gamma=0.0))[0]) == pytest.approx(
+        np.log1p(np.exp(-3.0)), rel=1e-6)
+    for alpha in (0.0, 1.0, None):
+        fk.sigmoid_focal_loss([3.0, -3.0], [1.0, 0.3], alpha=alpha, validate=True)
+        fk.softmax_focal_loss([[3.0, -3.0]], [1], alpha=alpha, validate=True)
+    fk.softmax_focal_loss([[3.0, -3.0], [0.0, 0.0]], [1, -100], ignore_index=-100, validate=True)
+    fk.softmax_focal_loss([[3.0, -3.0]], [[0.2, 0.8]], validate=True)
+    fk.categorical_focal_loss([[0.0, 1.0]], [1], validate=True)
+    fk.sigmoid_focal_loss_star([[2.0]], [[0]], validate=True)
