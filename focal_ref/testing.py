@@ -480,6 +480,25 @@ def _gamma_choices(gammas):
     return pick, low
 
 
+def _battery(moderate, saturated, soft_case, low, alphas, gammas, soft: bool):
+    """{region: [(x, y, alpha, gamma), ...]} from one (x, y) pair per region; gradient cases reuse them."""
+    pick, low_gammas = _gamma_choices(gammas)
+    battery = {
+        MODERATE: [(*moderate, a, g) for a in alphas for g in gammas],
+        SATURATED: [(*saturated, a, g) for a in alphas for g in pick((0.0, 2.0))],
+        SOFT: [(*soft_case, a, g) for a in alphas[:1] for g in pick((0.0, 1.0, 2.0))] if soft else [],
+        LOW_GAMMA: [(*low, a, g) for a in alphas for g in low_gammas],
+    }
+    a0 = alphas[0]
+    grads = [(*moderate, a0, g) for g in pick((0.0, 2.0))]
+    grads += [(*saturated, a0, g) for g in pick((2.0,))]
+    grads += [(*low, a0, g) for g in low_gammas]
+    if soft:
+        grads += [(*soft_case, a0, g) for g in pick((2.0,))]
+    battery[GRADIENTS] = grads
+    return battery
+
+
 def _sigmoid_battery(seed: int, alphas, gammas, soft: bool):
     """{region: [(x, y, alpha, gamma), ...]} of float64 arrays; gradient cases reuse the loss cases."""
     rng = np.random.default_rng(seed)
@@ -494,21 +513,7 @@ def _sigmoid_battery(seed: int, alphas, gammas, soft: bool):
     x_low = np.concatenate([low, -low, low, -low])
     y_low = np.concatenate([np.ones(2 * low.size), np.zeros(2 * low.size)])
 
-    pick, low_gammas = _gamma_choices(gammas)
-    battery = {
-        MODERATE: [(x_mod, y_mod, a, g) for a in alphas for g in gammas],
-        SATURATED: [(x_sat, y_sat, a, g) for a in alphas for g in pick((0.0, 2.0))],
-        SOFT: [(x_soft, y_soft, a, g) for a in alphas[:1] for g in pick((0.0, 1.0, 2.0))] if soft else [],
-        LOW_GAMMA: [(x_low, y_low, a, g) for a in alphas for g in low_gammas],
-    }
-    a0 = alphas[0]
-    grads = [(x_mod, y_mod, a0, g) for g in pick((0.0, 2.0))]
-    grads += [(x_sat, y_sat, a0, g) for g in pick((2.0,))]
-    grads += [(x_low, y_low, a0, g) for g in low_gammas]
-    if soft:
-        grads += [(x_soft, y_soft, a0, g) for g in pick((2.0,))]
-    battery[GRADIENTS] = grads
-    return battery
+    return _battery((x_mod, y_mod), (x_sat, y_sat), (x_soft, y_soft), (x_low, y_low), alphas, gammas, soft)
 
 
 def _sigmoid_grad_scale(x, y, alpha, gamma):
@@ -662,21 +667,7 @@ def _softmax_battery(seed: int, num_classes: int, alphas, gammas, soft: bool):
     x_soft = np.concatenate([rng.normal(0.0, 2.0, (24, c)), saturated_rows((17.0, 40.0))[0]])
     y_soft = rng.dirichlet(np.ones(c), x_soft.shape[0])
 
-    pick, low_gammas = _gamma_choices(gammas)
-    battery = {
-        MODERATE: [(x_mod, t_mod, a, g) for a in alphas for g in gammas],
-        SATURATED: [(x_sat, t_sat, a, g) for a in alphas for g in pick((0.0, 2.0))],
-        SOFT: [(x_soft, y_soft, a, g) for a in alphas[:1] for g in pick((0.0, 1.0, 2.0))] if soft else [],
-        LOW_GAMMA: [(x_low, t_low, a, g) for a in alphas for g in low_gammas],
-    }
-    a0 = alphas[0]
-    grads = [(x_mod, t_mod, a0, g) for g in pick((0.0, 2.0))]
-    grads += [(x_sat, t_sat, a0, g) for g in pick((2.0,))]
-    grads += [(x_low, t_low, a0, g) for g in low_gammas]
-    if soft:
-        grads += [(x_soft, y_soft, a0, g) for g in pick((2.0,))]
-    battery[GRADIENTS] = grads
-    return battery
+    return _battery((x_mod, t_mod), (x_sat, t_sat), (x_soft, y_soft), (x_low, t_low), alphas, gammas, soft)
 
 
 def _softmax_grad_scale(x, targets, alpha, gamma):
