@@ -138,8 +138,8 @@ def test_glue_keys_are_unique_across_the_book():
 
 
 def test_install_cell_default_source_is_the_configured_repository():
-    match = re.search(r'"FOCAL_REF_SOURCE",\s*"git\+([^"]+)"', INSTALL_CELL)
-    assert match, "the install cell must default to git+<repository url>"
+    match = re.search(r'"FOCAL_REF_SOURCE",\s*"focal_ref\[book\] @ git\+([^"]+)"', INSTALL_CELL)
+    assert match, "the install cell must default to focal_ref[book] @ git+<repository url>"
     assert match.group(1).removesuffix(".git") == REPO_URL
     assert CONFIG["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
 
