@@ -1,0 +1,227 @@
+"""Forward+backward time and memory kept for backward: focal_ref.torch against other focal losses.
+
+    python benchmarks/bench_torch.py                      # sizes 1e4 ... 1e7, CPU (or CUDA if present)
+    python benchmarks/bench_torch.py --sizes 4e6 --reps 15
+    python benchmarks/bench_torch.py --quick              # 1e4, 1e5, 1e6
+    python benchmarks/bench_torch.py --device cuda --sizes 64e6
+
+Every implementation computes the mean sigmoid focal loss (alpha=0.25, gamma=2) of float32 logits
+against hard 0/1 labels, then its gradient. Compared:
+
+* ``torchvision``: torchvision.ops.sigmoid_focal_loss's formula, written out here exactly as its source
+  runs it (torchvision itself is not needed), differentiated by autograd;
+* ``kornia``: kornia.losses.binary_focal_loss_with_logits (skipped with a note if kornia is missing);
+* ``blog``: the blog post's PyTorch FocalLoss, rebuilt as published in focal_ref.blog (it takes
+  probabilities, so the timed region includes the sigmoid); skipped with a note if focal_ref.blog is absent;
+* ``focal_ref``: focal_ref.torch.sigmoid_focal_loss, closed-form backward;
+* ``focal_ref fused``: the same through torch.compile (``fused=True``); its one-off compile is reported
+  separately and not timed. ``--no-fused`` leaves it out.
+
+Timing: the implementations run interleaved (A B C A B C ...), one forward+backward each per round, after
+a warm-up round; the table gives the median over rounds and the ratio to torchvision's formula from
+the same run. "kept B/el" is the bytes autograd keeps for backward per element beyond the inputs,
+counted exactly with torch.autograd.graph.saved_tensors_hooks (each storage once).
+
+On CUDA the script also reports focal_ref's achieved bandwidth: the bytes a two-pass closed-form
+forward+backward must move (forward reads logits and targets and writes the kept gradient; backward
+reads it and writes the logits' gradient: 20 bytes per float32 element) divided by its time, as a
+fraction of a measured device-to-device copy (2 x 4 bytes per element moved).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+import focal_ref.torch as ft
+
+ALPHA, GAMMA = 0.25, 2.0
+MUST_MOVE_BYTES = 20  # per float32 element, see the module docstring
+
+
+def torchvision_formula(x, y, alpha=ALPHA, gamma=GAMMA):
+    """torchvision.ops.sigmoid_focal_loss (v0.15+), line for line, then reduction="mean"."""
+    p = torch.sigmoid(x)
+    ce_loss = F.binary_cross_entropy_with_logits(x, y, reduction="none")
+    p_t = p * y + (1 - p) * (1 - y)
+    loss = ce_loss * ((1 - p_t) ** gamma)
+    if alpha >= 0:
+        alpha_t = alpha * y + (1 - alpha) * (1 - y)
+        loss = alpha_t * loss
+    return loss.mean()
+
+
+def focal_ref_eager(x, y):
+    return ft.sigmoid_focal_loss(x, y, alpha=ALPHA, gamma=GAMMA, reduction="mean")
+
+
+def focal_ref_fused(x, y):
+    return ft.sigmoid_focal_loss(x, y, alpha=ALPHA, gamma=GAMMA, reduction="mean", fused=True)
+
+
+def implementations(fused=True):
+    """name -> loss function of (logits, targets), plus notes on what was left out and why."""
+    impls, notes = {"torchvision": torchvision_formula}, []
+    try:
+        from kornia.losses import binary_focal_loss_with_logits
+    except ImportError as error:
+        notes.append(f"kornia skipped: {error}")
+    else:
+        # kornia wants (B, C, ...) input; one row of N "classes" is the same elementwise loss.
+        impls["kornia"] = lambda x, y: binary_focal_loss_with_logits(
+            x.view(1, -1), y.view(1, -1), alpha=ALPHA, gamma=GAMMA, reduction="mean"
+        )
+    try:
+        from focal_ref.blog.torch_blog import FocalLoss as BlogFocalLoss
+    except ImportError as error:
+        notes.append(f"blog skipped: focal_ref.blog is not available ({error})")
+    else:
+        # as published it takes probabilities (apply the sigmoid first) and hard-codes .cuda(); device= lifts that.
+        impls["blog"] = lambda x, y: BlogFocalLoss(alpha=ALPHA, gamma=2, size_average=True, device=x.device)(
+            torch.sigmoid(x), y
+        )
+    impls["focal_ref"] = focal_ref_eager
+    if fused:
+        impls["focal_ref fused"] = focal_ref_fused
+    return impls, notes
+
+
+def saved_bytes(fn, x, y):
+    """Bytes autograd keeps for backward of fn(x, y), excluding x's and y's storage; each storage once."""
+    inputs = {x.untyped_storage().data_ptr(), y.untyped_storage().data_ptr()}
+    kept = {}
+
+    def pack(tensor):
+        ptr = tensor.untyped_storage().data_ptr()
+        if ptr not in inputs:
+            kept[ptr] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    x = x.detach().requires_grad_(True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        loss = fn(x, y)
+    loss.backward()
+    return sum(kept.values())
+
+
+def make_data(n, device, dtype=torch.float32, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = (torch.randn(n, generator=gen) * 3).to(device=device, dtype=dtype)
+    y = (torch.rand(n, generator=gen) < 0.1).to(device=device, dtype=dtype)
+    return x.requires_grad_(True), y
+
+
+def _sync(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_interleaved(impls, x, y, reps, sample_elements=1_000_000):
+    """Median seconds of one forward+backward per implementation, rounds interleaved A B C A B C.
+
+    Below ``sample_elements`` each sample averages several calls (about that many elements' worth),
+    so that one sample is not a single scheduler tick.
+    """
+    device = x.device
+    inner = max(1, sample_elements // x.numel())
+    times = {name: [] for name in impls}
+    for round_ in range(reps + 1):  # round 0 warms up and is dropped
+        for name, fn in impls.items():
+            _sync(device)
+            start = time.perf_counter()
+            for _ in range(inner):
+                x.grad = None
+                fn(x, y).backward()
+            _sync(device)
+            if round_:
+                times[name].append((time.perf_counter() - start) / inner)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def copy_bandwidth(n, device, reps=10):
+    """Bytes per second of a device-to-device copy of n float32 elements (read + write)."""
+    src = torch.empty(n, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    _sync(device)
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        dst.copy_(src)
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return 2 * 4 * n / statistics.median(times)
+
+
+def run(sizes, reps=7, device="cpu", fused=True, out=print, sample_elements=1_000_000):
+    """Benchmark every implementation at every size; returns a list of row dicts (also printed)."""
+    impls, notes = implementations(fused)
+    for note in notes:
+        out(f"note: {note}")
+    if fused:
+        x, y = make_data(1000, device)
+        start = time.perf_counter()
+        focal_ref_fused(x, y).backward()
+        out(f"note: focal_ref fused compiled in {time.perf_counter() - start:.1f} s (one-off, not timed)")
+    threads = torch.get_num_threads() if torch.device(device).type == "cpu" else None
+    out(f"device: {_device_name(device)}, torch {torch.__version__}, threads {threads}, float32, reps {reps}")
+    rows = []
+    header = f"{'elements':>10}  {'implementation':<16} {'fwd+bwd ms':>11} {'vs torchvision':>15} {'kept B/el':>10}"
+    out(header)
+    out("-" * len(header))
+    for n in sizes:
+        x, y = make_data(n, device)
+        kept = {name: saved_bytes(fn, x, y) / n for name, fn in impls.items()}
+        medians = time_interleaved(impls, x, y, reps, sample_elements)
+        for name in impls:
+            row = dict(elements=n, implementation=name, ms=medians[name] * 1e3,
+                       ratio=medians[name] / medians["torchvision"], kept_bytes_per_element=kept[name])
+            rows.append(row)
+            out(f"{n:>10.0e}  {name:<16} {row['ms']:>11.2f} {row['ratio']:>14.2f}x {row['kept_bytes_per_element']:>10.2f}")
+        if torch.device(device).type == "cuda":
+            copy = copy_bandwidth(n, device)
+            for name in ("focal_ref", "focal_ref fused"):
+                if name in medians:
+                    achieved = MUST_MOVE_BYTES * n / medians[name]
+                    out(f"{'':>10}  {name} bandwidth {achieved / 1e9:.1f} GB/s = {achieved / copy:.0%} of a "
+                        f"device copy ({copy / 1e9:.1f} GB/s)")
+                    rows.append(dict(elements=n, implementation=name, bandwidth=achieved, copy_bandwidth=copy,
+                                     fraction_of_copy=achieved / copy))
+    return rows
+
+
+def _device_name(device):
+    if torch.device(device).type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="1e4,1e5,1e6,4e6,1e7", help="comma-separated element counts")
+    parser.add_argument("--quick", action="store_true", help="sizes 1e4,1e5,1e6 and 5 rounds")
+    parser.add_argument("--reps", type=int, default=7, help="timed rounds per implementation (default 7)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads for the CPU run (default: torch's)")
+    parser.add_argument("--no-fused", action="store_true", help="leave out the torch.compile path")
+    parser.add_argument("--json", help="also write the rows to this JSON file")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    sizes = [1e4, 1e5, 1e6] if args.quick else [float(s) for s in args.sizes.split(",")]
+    reps = 5 if args.quick else args.reps
+    rows = run([int(s) for s in sizes], reps=reps, device=args.device, fused=not args.no_fused)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(dict(device=_device_name(args.device), torch=torch.__version__, rows=rows), handle, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,532 @@
+"""focal_ref.torch against the float64 NumPy reference, autograd, and its own memory contract."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import focal_ref as ref
+import focal_ref.torch as ft
+from cases import ALPHAS, GAMMAS, sigmoid_cases, softmax_cases
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]
+DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
+CLASS_ALPHAS = (None, 0.25, (0.1, 0.2, 0.3, 0.4, 0.5))
+
+# (loss rtol, grad rtol) per dtype. float64: a few ulp. float32: a few tens of ulp (the gradient of a soft
+# label cancels (p - y) against the focal term, which costs a few ulp more). Half precision is computed
+# in float32 and rounded once to the output dtype: one eps.
+RTOL = {
+    torch.float64: (1e-13, 1e-13),
+    torch.float32: (2e-6, 5e-6),
+    torch.float16: (1e-3, 1e-3),
+    torch.bfloat16: (8e-3, 8e-3),
+}
+
+
+def _floor(dtype):
+    """Values below the dtype's smallest normal number carry only absolute accuracy: with denormals
+    flushed to zero (``torch.set_flush_denormal(True)``, which a process may have turned on) they are 0."""
+    return torch.finfo(dtype).tiny
+
+
+def _assert_close(actual, expected, rtol, floor, scale=None):
+    actual = actual.detach().cpu().double().numpy()
+    assert np.all(np.isfinite(actual))
+    scale = np.abs(expected) if scale is None else scale
+    # an absolute error up to ``floor`` is allowed: a subnormal result may be flushed to 0
+    err = np.abs(actual - expected) / np.maximum(scale, floor / rtol)
+    assert err.max() <= rtol, f"worst relative error {err.max():.3g} > {rtol:g} at {np.unravel_index(err.argmax(), err.shape)}"
+
+
+def _rounded(values, dtype, device):
+    """A tensor of ``dtype`` and the float64 array of exactly the values it holds."""
+    tensor = torch.tensor(values, dtype=torch.float64).to(device=device, dtype=dtype)
+    return tensor, tensor.cpu().double().numpy()
+
+
+# ----------------------------------------------------------------------------------------------
+# agreement with the reference on the shared cases
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("gamma", GAMMAS)
+def test_sigmoid_matches_reference(device, dtype, gamma):
+    logits, targets = sigmoid_cases()
+    y, y64 = _rounded(targets, dtype, device)
+    loss_rtol, grad_rtol = RTOL[dtype]
+    for alpha in ALPHAS:
+        x, x64 = _rounded(logits, dtype, device)
+        x.requires_grad_(True)
+        loss = ft.sigmoid_focal_loss(x, y, alpha=alpha, gamma=gamma)
+        loss.backward(torch.ones_like(loss))
+        assert loss.dtype == dtype and x.grad.dtype == dtype and loss.device == x.device
+        _assert_close(loss, ref.sigmoid_focal_loss(x64, y64, alpha=alpha, gamma=gamma), loss_rtol, _floor(dtype))
+        expected = ref.sigmoid_focal_loss_grad(x64, y64, alpha=alpha, gamma=gamma)
+        _assert_close(x.grad, expected, grad_rtol, _floor(dtype))
+        direct = ft.sigmoid_focal_loss_grad(x.detach(), y, alpha=alpha, gamma=gamma)
+        assert torch.equal(direct, x.grad)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("gamma", GAMMAS)
+@pytest.mark.parametrize("kind", ["indices", "probabilities"])
+def test_softmax_matches_reference(device, dtype, gamma, kind):
+    logits, index, soft = softmax_cases()
+    loss_rtol, grad_rtol = RTOL[dtype]
+    if kind == "indices":
+        t, t64 = torch.tensor(index, device=device), index
+    else:
+        t, t64 = _rounded(soft, dtype, device)
+    for alpha in CLASS_ALPHAS:
+        x, x64 = _rounded(logits, dtype, device)
+        x.requires_grad_(True)
+        loss = ft.softmax_focal_loss(x, t, alpha=alpha, gamma=gamma)
+        loss.sum().backward()
+        assert loss.shape == (logits.shape[0],) and loss.dtype == dtype
+        _assert_close(loss, ref.softmax_focal_loss(x64, t64, alpha=alpha, gamma=gamma), loss_rtol, _floor(dtype))
+        expected = ref.softmax_focal_loss_grad(x64, t64, alpha=alpha, gamma=gamma)
+        # gradients relative to the largest component of each sample's gradient
+        row_scale = np.abs(expected).max(axis=-1, keepdims=True)
+        _assert_close(x.grad, expected, grad_rtol, _floor(dtype), scale=row_scale)
+        direct = ft.softmax_focal_loss_grad(x.detach(), t, alpha=alpha, gamma=gamma)
+        assert torch.equal(direct, x.grad)
+
+
+@pytest.mark.parametrize("kind", ["indices", "probabilities"])
+def test_softmax_class_axis_of_a_dense_map(kind):
+    """(N, C, H, W) logits with dim=1 (and the same data with the class axis last, dim=-1)."""
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0.0, 5.0, (2, 4, 3, 5))
+    targets = rng.integers(0, 4, (2, 3, 5)) if kind == "indices" else rng.dirichlet(np.ones(4), (2, 3, 5)).transpose(0, 3, 1, 2)
+    alpha = (0.2, 0.4, 0.6, 0.8)
+    x = torch.tensor(logits, requires_grad=True)
+    loss = ft.softmax_focal_loss(x, torch.tensor(targets), alpha=alpha, gamma=1.5)
+    loss.sum().backward()
+    np.testing.assert_allclose(loss.detach().numpy(), ref.softmax_focal_loss(logits, targets, alpha=alpha, gamma=1.5, axis=1), rtol=1e-13)
+    expected_grad = ref.softmax_focal_loss_grad(logits, targets, alpha=alpha, gamma=1.5, axis=1)
+    np.testing.assert_allclose(x.grad.numpy(), expected_grad, rtol=1e-12, atol=1e-15)
+    # the same map, classes moved last and given as dim=-1 (a non-contiguous view)
+    last = torch.tensor(logits).movedim(1, -1)
+    t_last = torch.tensor(targets) if kind == "indices" else torch.tensor(targets).movedim(1, -1)
+    np.testing.assert_allclose(
+        ft.softmax_focal_loss(last, t_last, alpha=alpha, gamma=1.5, dim=-1).numpy(), loss.detach().numpy(), rtol=1e-14
+    )
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_probability_inputs_match_reference(gamma):
+    rng = np.random.default_rng(5)
+    probs = np.concatenate([rng.uniform(0, 1, 200), [0.0, 1e-12, 0.5, 1 - 1e-12, 1.0]])
+    targets = np.concatenate([np.where(rng.uniform(size=200) < 0.5, rng.integers(0, 2, 200), rng.uniform(0, 1, 200)), [0.0, 1.0, 0.3, 1.0, 1.0]])
+    np.testing.assert_allclose(
+        ft.binary_focal_loss(torch.tensor(probs), torch.tensor(targets), gamma=gamma).numpy(),
+        ref.binary_focal_loss(probs, targets, gamma=gamma),
+        rtol=1e-13,
+        atol=1e-300,
+    )
+    p = rng.dirichlet(np.ones(5), 60)
+    for targets in (rng.integers(0, 5, 60), rng.dirichlet(np.ones(5), 60)):
+        np.testing.assert_allclose(
+            ft.categorical_focal_loss(torch.tensor(p), torch.tensor(targets), alpha=(0.1, 0.2, 0.3, 0.4, 0.5), gamma=gamma).numpy(),
+            ref.categorical_focal_loss(p, targets, alpha=(0.1, 0.2, 0.3, 0.4, 0.5), gamma=gamma),
+            rtol=1e-13,
+        )
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+def test_focal_loss_star_matches_reference(dtype):
+    logits, _ = sigmoid_cases()
+    targets = (np.arange(logits.size) % 2).astype(np.float64)
+    x, x64 = _rounded(logits, dtype, "cpu")
+    x.requires_grad_(True)
+    for gamma, beta, alpha in [(2.0, 1.0, 0.25), (0.5, -3.0, None), (4.0, 0.0, 0.75)]:
+        x.grad = None
+        loss = ft.sigmoid_focal_loss_star(x, torch.tensor(targets, dtype=dtype), gamma=gamma, beta=beta, alpha=alpha)
+        loss.sum().backward()
+        _assert_close(loss, ref.sigmoid_focal_loss_star(x64, targets, gamma=gamma, beta=beta, alpha=alpha), RTOL[dtype][0], _floor(dtype))
+        expected = ref.sigmoid_focal_loss_star_grad(x64, targets, gamma=gamma, beta=beta, alpha=alpha)
+        _assert_close(x.grad, expected, RTOL[dtype][1], _floor(dtype))
+
+
+# ----------------------------------------------------------------------------------------------
+# the closed-form backward: gradcheck, autograd of the plain formula, finiteness
+
+
+def test_gradcheck_float64():
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.randn(4, 5, generator=gen, dtype=torch.float64) * 3).requires_grad_(True)
+    soft = torch.rand(4, 5, generator=gen, dtype=torch.float64)
+    hard = (soft > 0.5).double()
+    index = torch.randint(0, 5, (4,), generator=gen)
+    probs = torch.softmax(x.detach(), 1).requires_grad_(True)
+    sig = torch.sigmoid(x.detach()).requires_grad_(True)
+    checks = [
+        (lambda v: ft.sigmoid_focal_loss(v, soft, gamma=2.0), x),
+        (lambda v: ft.sigmoid_focal_loss(v, hard, alpha=None, gamma=0.5, reduction="mean"), x),
+        (lambda v: ft.softmax_focal_loss(v, index, gamma=2.0, alpha=(0.1, 0.2, 0.3, 0.4, 0.5)), x),
+        (lambda v: ft.softmax_focal_loss(v, soft, gamma=0.7, reduction="sum"), x),
+        (lambda v: ft.softmax_focal_loss(v.T, index, dim=0, gamma=3.0), x),
+        (lambda v: ft.sigmoid_focal_loss_star(v, hard, gamma=2.0, beta=1.0), x),
+        (lambda v: ft.binary_focal_loss(v, soft, gamma=1.5), sig),
+        (lambda v: ft.categorical_focal_loss(v, index, gamma=1.5), probs),
+    ]
+    for fn, inputs in checks:
+        assert torch.autograd.gradcheck(fn, (inputs,), eps=1e-6, atol=1e-9, rtol=1e-6)
+
+
+def _plain_sigmoid_focal(x, y, alpha, gamma):
+    """The textbook formula, differentiated by autograd (float64, moderate logits)."""
+    p = torch.sigmoid(x)
+    ce = -(y * torch.log(p) + (1 - y) * torch.log(1 - p))
+    p_t = p * y + (1 - p) * (1 - y)
+    return (alpha * y + (1 - alpha) * (1 - y)) * (1 - p_t) ** gamma * ce
+
+
+def _plain_softmax_focal(x, w, gamma):
+    p = torch.softmax(x, 1)
+    return -(w * (1 - p) ** gamma * torch.log(p)).sum(1)
+
+
+@pytest.mark.parametrize("gamma", [0.5, 1.0, 2.0, 3.7])
+def test_closed_form_backward_equals_autograd_of_plain_formula(gamma):
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(300, generator=gen, dtype=torch.float64) * 4
+    y = torch.where(torch.rand(300, generator=gen) < 0.5, (torch.rand(300, generator=gen) < 0.5).double(), torch.rand(300, generator=gen, dtype=torch.float64))
+    upstream = torch.rand(300, generator=gen, dtype=torch.float64)
+    ours = x.clone().requires_grad_(True)
+    plain = x.clone().requires_grad_(True)
+    ft.sigmoid_focal_loss(ours, y, alpha=0.3, gamma=gamma).backward(upstream)
+    _plain_sigmoid_focal(plain, y, 0.3, gamma).backward(upstream)
+    torch.testing.assert_close(ours.grad, plain.grad, rtol=1e-10, atol=1e-14)
+
+    logits = torch.randn(50, 6, generator=gen, dtype=torch.float64) * 3
+    w = torch.rand(50, 6, generator=gen, dtype=torch.float64)
+    upstream = torch.rand(50, generator=gen, dtype=torch.float64)
+    ours = logits.clone().requires_grad_(True)
+    plain = logits.clone().requires_grad_(True)
+    ft.softmax_focal_loss(ours, w, gamma=gamma).backward(upstream)
+    _plain_softmax_focal(plain, w, gamma).backward(upstream)
+    torch.testing.assert_close(ours.grad, plain.grad, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("gamma", [0.0, 0.1, 0.5, 0.9])
+def test_finite_at_saturation_for_small_gamma(device, dtype, gamma):
+    """gamma < 1 puts 0^(gamma-1) into the naive gradient where p_t -> 1; ours stays finite (and exact: 0
+    or tiny). Logits up to a quarter of the dtype's largest number, labels agreeing and disagreeing."""
+    big = torch.finfo(dtype).max / 4
+    magnitudes = torch.tensor([9.0, 17.0, 40.0, 100.0, 745.0, 1e4, big], dtype=torch.float64)
+    logits = torch.cat([magnitudes, -magnitudes]).to(dtype)
+    logits = logits[torch.isfinite(logits)]
+    for targets in (torch.ones_like(logits), torch.zeros_like(logits), (logits > 0).to(dtype), torch.full_like(logits, 0.5)):
+        x = logits.clone().to(device).requires_grad_(True)
+        loss = ft.sigmoid_focal_loss(x, targets.to(device), gamma=gamma)
+        loss.sum().backward()
+        assert torch.isfinite(loss).all() and torch.isfinite(x.grad).all()
+    # softmax: one saturated class per row, the target on it (p_t -> 1) and off it
+    rows = torch.zeros(len(magnitudes), 3, dtype=torch.float64)
+    rows[:, 0] = magnitudes
+    for index in (0, 2):
+        x = rows.to(dtype).to(device).requires_grad_(True)
+        loss = ft.softmax_focal_loss(x, torch.full((len(magnitudes),), index, device=device), gamma=gamma)
+        loss.sum().backward()
+        assert torch.isfinite(loss).all() and torch.isfinite(x.grad).all()
+
+
+def test_saturated_float32_is_exact_in_log_space():
+    """At |x| >= 17, 1 - sigmoid(x) rounds to 0 in float32; the loss of a right answer must not."""
+    x = torch.tensor([17.0, 30.0, 60.0, -17.0, -30.0, -60.0], requires_grad=True)
+    y = torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+    loss = ft.sigmoid_focal_loss(x, y, alpha=None, gamma=0.0)
+    loss.sum().backward()
+    expected = np.exp(-np.abs(x.detach().double().numpy()))  # CE = softplus(-|x|) ~ e^-|x| here
+    np.testing.assert_allclose(loss.detach().numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(x.grad.numpy(), -np.sign(x.detach().numpy()) * expected, rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------
+# memory: what backward keeps
+
+
+def _saved_bytes(fn, *inputs):
+    """Bytes autograd keeps for backward, excluding the inputs themselves; each storage counted once."""
+    input_storages = {t.untyped_storage().data_ptr() for t in inputs}
+    seen = {}
+
+    def pack(tensor):
+        ptr = tensor.untyped_storage().data_ptr()
+        if ptr not in input_storages:
+            seen[ptr] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn(*inputs)
+    out.backward()
+    return sum(seen.values())
+
+
+def _torchvision_formula(x, y, alpha=0.25, gamma=2.0):
+    """torchvision.ops.sigmoid_focal_loss, written out as autograd runs it."""
+    p = torch.sigmoid(x)
+    ce = torch.nn.functional.binary_cross_entropy_with_logits(x, y, reduction="none")
+    p_t = p * y + (1 - p) * (1 - y)
+    loss = ce * ((1 - p_t) ** gamma)
+    alpha_t = alpha * y + (1 - alpha) * (1 - y)
+    return (alpha_t * loss).mean()
+
+
+@pytest.mark.parametrize(
+    "dtype, per_element", [(torch.float32, 4), (torch.float16, 4), (torch.bfloat16, 4), (torch.float64, 8)], ids=str
+)
+def test_saved_bytes_per_element(dtype, per_element):
+    n = 12_345
+    x = torch.randn(n, dtype=dtype, requires_grad=True)
+    y = (torch.rand(n) < 0.3).to(dtype)
+    assert _saved_bytes(lambda v: ft.sigmoid_focal_loss(v, y, reduction="mean"), x) == per_element * n
+    assert _saved_bytes(lambda v: ft.sigmoid_focal_loss(v, y, gamma=0.5, alpha=None).sum(), x) == per_element * n
+    logits = torch.randn(n // 5, 5, dtype=dtype, requires_grad=True)
+    index = torch.randint(0, 5, (n // 5,))
+    assert _saved_bytes(lambda v: ft.softmax_focal_loss(v, index, reduction="mean"), logits) == per_element * logits.numel()
+    soft = torch.softmax(torch.randn(n // 5, 5), 1).to(dtype)
+    assert _saved_bytes(lambda v: ft.softmax_focal_loss(v, soft, reduction="sum"), logits) == per_element * logits.numel()
+
+
+def test_torchvision_formula_keeps_about_24_bytes_per_element():
+    n = 10_000
+    x = torch.randn(n, requires_grad=True)
+    y = (torch.rand(n) < 0.3).float()
+    kept = _saved_bytes(_torchvision_formula, x, y) / n
+    assert 20 <= kept <= 32, kept  # p, 1-p, p_t's pieces, (1-p_t), its power, ce, alpha_t
+    assert _saved_bytes(lambda v: ft.sigmoid_focal_loss(v, y, reduction="mean"), x) / n == 4
+
+
+def test_no_grad_keeps_nothing_and_gives_the_same_loss():
+    x = torch.randn(1000, requires_grad=True)
+    y = torch.rand(1000)
+    with torch.no_grad():
+        a = ft.sigmoid_focal_loss(x, y)
+    assert torch.equal(a, ft.sigmoid_focal_loss(x, y).detach())
+    assert _saved_bytes(lambda v: ft.sigmoid_focal_loss(v.detach(), y).sum().requires_grad_(), x) == 0
+
+
+# ----------------------------------------------------------------------------------------------
+# autograd contract: targets, double backward, non-contiguous input, upstream gradients
+
+
+def test_targets_that_require_grad_raise():
+    x = torch.randn(4, 3, requires_grad=True)
+    y = torch.rand(4, 3, requires_grad=True)
+    with pytest.raises(ValueError, match="targets must not require grad"):
+        ft.sigmoid_focal_loss(x, y)
+    with pytest.raises(ValueError, match="targets must not require grad"):
+        ft.softmax_focal_loss(x, y)
+    assert ft.sigmoid_focal_loss(x, y.detach()).shape == (4, 3)
+
+
+def test_double_backward_raises_clearly():
+    x = torch.randn(5, requires_grad=True)
+    loss = ft.sigmoid_focal_loss(x, torch.rand(5), reduction="sum")
+    (grad,) = torch.autograd.grad(loss, x, create_graph=True)
+    with pytest.raises(RuntimeError, match="once-differentiable"):
+        grad.sum().backward()
+
+
+def test_upstream_gradient_and_non_contiguous_input():
+    base = torch.randn(6, 8, dtype=torch.float64)
+    y = torch.rand(8, 6, dtype=torch.float64)
+    x = base.clone().requires_grad_(True)
+    upstream = torch.rand(8, 6, dtype=torch.float64)
+    ft.sigmoid_focal_loss(x.T, y, gamma=1.5).backward(upstream)
+    expected = ref.sigmoid_focal_loss_grad(base.T.numpy(), y.numpy(), gamma=1.5) * upstream.numpy()
+    np.testing.assert_allclose(x.grad.T.numpy(), expected, rtol=1e-13)
+
+
+# ----------------------------------------------------------------------------------------------
+# reductions, ignore_index, edge cases
+
+
+def test_reductions():
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(7, 4, generator=gen, dtype=torch.float64)
+    y = torch.rand(7, 4, generator=gen, dtype=torch.float64)
+    none = ft.sigmoid_focal_loss(x, y)
+    torch.testing.assert_close(ft.sigmoid_focal_loss(x, y, reduction="sum"), none.sum(), rtol=1e-15, atol=0)
+    torch.testing.assert_close(ft.sigmoid_focal_loss(x, y, reduction="mean"), none.mean(), rtol=1e-15, atol=0)
+    np.testing.assert_allclose(
+        ft.sigmoid_focal_loss(x, y, reduction="mean").item(), ref.sigmoid_focal_loss(x.numpy(), y.numpy(), reduction="mean"), rtol=1e-14
+    )
+    index = torch.randint(0, 4, (7,), generator=gen)
+    per_sample = ft.softmax_focal_loss(x, index)
+    torch.testing.assert_close(ft.softmax_focal_loss(x, index, reduction="sum"), per_sample.sum(), rtol=1e-15, atol=0)
+    torch.testing.assert_close(ft.softmax_focal_loss(x, index, reduction="mean"), per_sample.mean(), rtol=1e-15, atol=0)
+    # empty input: "mean" over nothing is 0, as in the reference
+    empty = torch.zeros(0, requires_grad=True)
+    assert ft.sigmoid_focal_loss(empty, torch.zeros(0), reduction="mean").item() == 0.0
+    # 0-d input and plain lists
+    assert np.isclose(ft.sigmoid_focal_loss(torch.tensor(2.0, dtype=torch.float64), torch.tensor(1.0)).item(), ref.sigmoid_focal_loss(2.0, 1.0))
+    np.testing.assert_allclose(
+        ft.sigmoid_focal_loss([2.0, -1.0], [1.0, 0.0]).numpy(), ref.sigmoid_focal_loss([2.0, -1.0], [1.0, 0.0]), rtol=1e-6
+    )
+
+
+def test_ignore_index():
+    gen = torch.Generator().manual_seed(4)
+    logits = torch.randn(6, 3, generator=gen, dtype=torch.float64)
+    index = torch.tensor([0, -100, 2, 1, -100, 2])
+    x = logits.clone().requires_grad_(True)
+    loss = ft.softmax_focal_loss(x, index, ignore_index=-100, alpha=(0.2, 0.5, 0.8))
+    loss.sum().backward()
+    expected = ref.softmax_focal_loss(logits.numpy(), index.numpy(), ignore_index=-100, alpha=(0.2, 0.5, 0.8), axis=1)
+    np.testing.assert_allclose(loss.detach().numpy(), expected, rtol=1e-14)
+    assert loss[1].item() == 0.0 and loss[4].item() == 0.0
+    assert torch.all(x.grad[[1, 4]] == 0)
+    mean = ft.softmax_focal_loss(logits, index, ignore_index=-100, alpha=(0.2, 0.5, 0.8), reduction="mean")
+    np.testing.assert_allclose(mean.item(), expected.sum() / 4, rtol=1e-14)
+    all_ignored = torch.full((6,), 7)
+    assert ft.softmax_focal_loss(logits, all_ignored, ignore_index=7, reduction="mean").item() == 0.0
+    assert ft.categorical_focal_loss(torch.softmax(logits, 1), index, ignore_index=-100)[1].item() == 0.0
+
+
+# ----------------------------------------------------------------------------------------------
+# bad input: each raises naming the argument
+
+
+def _cases_bad():
+    x, y = torch.randn(4, 3), torch.rand(4, 3)
+    index = torch.tensor([0, 1, 2, 0])
+    return [
+        (ValueError, "gamma", lambda: ft.sigmoid_focal_loss(x, y, gamma=-1.0)),
+        (ValueError, "gamma", lambda: ft.sigmoid_focal_loss(x, y, gamma=float("nan"))),
+        (TypeError, "gamma", lambda: ft.softmax_focal_loss(x, index, gamma="2")),
+        (ValueError, "alpha", lambda: ft.sigmoid_focal_loss(x, y, alpha=1.5)),
+        (TypeError, "alpha", lambda: ft.sigmoid_focal_loss(x, y, alpha="0.25")),
+        (ValueError, "alpha", lambda: ft.softmax_focal_loss(x, index, alpha=(0.5, 0.5))),
+        (ValueError, "alpha", lambda: ft.softmax_focal_loss(x, index, alpha=(0.5, 0.5, -0.1))),
+        (ValueError, "reduction", lambda: ft.sigmoid_focal_loss(x, y, reduction="avg")),
+        (ValueError, "dim", lambda: ft.softmax_focal_loss(x, index, dim=2)),
+        (TypeError, "dim", lambda: ft.softmax_focal_loss(x, index, dim=1.0)),
+        (ValueError, "targets must have the shape", lambda: ft.sigmoid_focal_loss(x, y[:2])),
+        (ValueError, "targets must have the shape", lambda: ft.softmax_focal_loss(x, index[:2])),
+        (TypeError, "targets", lambda: ft.softmax_focal_loss(x, index.double())),
+        (TypeError, "logits", lambda: ft.sigmoid_focal_loss(torch.ones(3, dtype=torch.int64), torch.ones(3))),
+        (ValueError, "ignore_index", lambda: ft.softmax_focal_loss(x, y, ignore_index=-100)),
+        (TypeError, "ignore_index", lambda: ft.softmax_focal_loss(x, index, ignore_index=1.5)),
+        (ValueError, "gamma", lambda: ft.sigmoid_focal_loss_star(x, (y > 0.5).float(), gamma=0.0)),
+        (ValueError, "beta", lambda: ft.sigmoid_focal_loss_star(x, (y > 0.5).float(), beta=float("inf"))),
+        # value checks, opt-in (they synchronise with the device)
+        (ValueError, "logits must be finite", lambda: ft.sigmoid_focal_loss(torch.tensor([float("nan")]), torch.ones(1), validate=True)),
+        (ValueError, "targets must lie in", lambda: ft.sigmoid_focal_loss(x, y + 1, validate=True)),
+        (ValueError, "targets must lie in", lambda: ft.sigmoid_focal_loss(x, y * float("nan"), validate=True)),
+        (ValueError, "targets must be class indices", lambda: ft.softmax_focal_loss(x, index + 1, validate=True)),
+        (ValueError, "targets must be class indices", lambda: ft.softmax_focal_loss(x, index - 1, ignore_index=-100, validate=True)),
+        (ValueError, "targets must lie in", lambda: ft.softmax_focal_loss(x, -y, validate=True)),
+        (ValueError, "targets must be hard", lambda: ft.sigmoid_focal_loss_star(x, y, validate=True)),
+        (ValueError, "probs must lie in", lambda: ft.binary_focal_loss(x, y, validate=True)),
+        (ValueError, "probs must lie in", lambda: ft.categorical_focal_loss(x, index, validate=True)),
+        (ValueError, "gamma", lambda: ft.SigmoidFocalLoss(gamma=-2.0)),
+        (ValueError, "alpha", lambda: ft.SoftmaxFocalLoss(alpha=(0.5, 2.0))),
+        (ValueError, "reduction", lambda: ft.SoftmaxFocalLoss(reduction="batchmean")),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_cases_bad())))
+def test_bad_input_raises_naming_the_argument(case):
+    error, name, call = _cases_bad()[case]
+    with pytest.raises(error, match=name):
+        call()
+
+
+def test_valid_edge_cases_pass_validation():
+    x = torch.randn(4, 3)
+    index = torch.tensor([0, -100, 2, 0])
+    ft.sigmoid_focal_loss(x, torch.rand(4, 3), alpha=None, gamma=0.0, validate=True)
+    for alpha in (0.0, 1.0, None):
+        ft.sigmoid_focal_loss(x, torch.rand(4, 3), alpha=alpha, validate=True)
+    ft.softmax_focal_loss(x, index, ignore_index=-100, validate=True)
+    ft.sigmoid_focal_loss_star(x, (x > 0).float(), validate=True)
+    ft.binary_focal_loss(torch.rand(4, 3), torch.rand(4, 3), validate=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Module wrappers
+
+
+def test_module_wrappers():
+    gen = torch.Generator().manual_seed(6)
+    x = torch.randn(5, 4, generator=gen)
+    y = torch.rand(5, 4, generator=gen)
+    index = torch.randint(0, 4, (5,), generator=gen)
+    probs = torch.softmax(x, 1)
+    pairs = [
+        (ft.SigmoidFocalLoss(alpha=0.4, gamma=1.0), lambda: ft.sigmoid_focal_loss(x, y, alpha=0.4, gamma=1.0, reduction="mean"), (x, y)),
+        (ft.BinaryFocalLoss(gamma=3.0, reduction="sum"), lambda: ft.binary_focal_loss(torch.sigmoid(x), y, gamma=3.0, reduction="sum"), (torch.sigmoid(x), y)),
+        (
+            ft.SoftmaxFocalLoss(alpha=torch.tensor([0.1, 0.2, 0.3, 0.4]), gamma=2.0, reduction="none"),
+            lambda: ft.softmax_focal_loss(x, index, alpha=(0.1, 0.2, 0.3, 0.4), gamma=2.0),
+            (x, index),
+        ),
+        (ft.CategoricalFocalLoss(gamma=0.5), lambda: ft.categorical_focal_loss(probs, index, gamma=0.5, reduction="mean"), (probs, index)),
+    ]
+    for module, functional, args in pairs:
+        assert torch.equal(module(*args), functional())
+        assert isinstance(module, torch.nn.Module) and "gamma=" in repr(module)
+    model = torch.nn.Linear(4, 4)
+    ft.SoftmaxFocalLoss(dim=1)(model(x), index).backward()
+    assert model.weight.grad is not None and torch.isfinite(model.weight.grad).all()
+
+
+# ----------------------------------------------------------------------------------------------
+# the optional fused path (torch.compile) and the benchmark script
+
+
+def test_fused_path_matches_eager_and_keeps_the_same_tensor():
+    """One compile (tens of seconds on 2 cores): same loss and gradient as eager, same 4 bytes/element."""
+    gen = torch.Generator().manual_seed(7)
+    logits = torch.randn(3000, generator=gen) * 8
+    y = torch.where(torch.rand(3000, generator=gen) < 0.5, (logits > 0).float(), torch.rand(3000, generator=gen))
+    eager, fused = logits.clone().requires_grad_(True), logits.clone().requires_grad_(True)
+    ft.sigmoid_focal_loss(eager, y, reduction="sum").backward()
+    with warnings.catch_warnings():
+        # a fallback to eager would warn: the compiled kernel must run here
+        warnings.filterwarnings("error", message="focal_ref.torch: fused", category=RuntimeWarning)
+        loss = ft.sigmoid_focal_loss(fused, y, reduction="sum", fused=True)
+    loss.backward()
+    torch.testing.assert_close(loss, ft.sigmoid_focal_loss(logits, y, reduction="sum"), rtol=1e-6, atol=0)
+    torch.testing.assert_close(fused.grad, eager.grad, rtol=1e-5, atol=1e-7)
+    assert _saved_bytes(lambda v: ft.sigmoid_focal_loss(v, y, reduction="mean", fused=True), fused) == 4 * 3000
+    module = ft.SigmoidFocalLoss(fused=True)
+    assert torch.allclose(module(logits, y), ft.sigmoid_focal_loss(logits, y, reduction="mean"), rtol=1e-6)
+
+
+def test_fused_path_falls_back_to_eager_with_a_warning(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setitem(ft._COMPILED, "sigmoid", broken)
+    x, y = torch.randn(50, dtype=torch.float64), torch.rand(50, dtype=torch.float64)
+    with pytest.warns(RuntimeWarning, match="fused=True is unavailable"):
+        loss = ft.sigmoid_focal_loss(x, y, fused=True)
+    np.testing.assert_allclose(loss.numpy(), ref.sigmoid_focal_loss(x.numpy(), y.numpy()), rtol=1e-13)
+    assert ft._COMPILED["sigmoid"] is False
+    ft.sigmoid_focal_loss(x, y, fused=True)  # no second warning, no error
+
+
+def test_benchmark_script_runs_and_measures_memory():
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_torch.py"
+    spec = importlib.util.spec_from_file_location("bench_torch", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    lines = []
+    rows = bench.run([2000], reps=1, fused=False, out=lines.append, sample_elements=1)
+    kept = {row["implementation"]: row["kept_bytes_per_element"] for row in rows}
+    assert kept["focal_ref"] == 4 and kept["torchvision"] == 24
+    assert any("focal_ref" in line for line in lines)
