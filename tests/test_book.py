@@ -345,6 +345,19 @@ def test_site_notebook_pages_link_to_colab(site):
         assert expected in links, f"{doc}: no Colab link {expected}"
 
 
+def test_site_renders_markdown_tables(site):
+    """A Markdown table printed by a cell renders as <table>, not as raw "| a | b |" text (MyST-NB renders
+    text/markdown outputs as CommonMark, which has no tables, unless the notebook asks for GFM)."""
+    raw = []
+    for doc in TOC_FILES:
+        soup = _soup(_page(site, doc))
+        for tag in soup.select("pre, code, script, style"):
+            tag.decompose()
+        raw += [f"{doc}: {line.strip()[:60]}" for line in soup.get_text("\n").splitlines()
+                if re.fullmatch(r"\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)+\|?\s*", line)]
+    assert not raw, "Markdown tables shown as raw text:\n" + "\n".join(raw)
+
+
 def _math_count(page: Path) -> int:
     """Formulas Sphinx left for MathJax: each span/div of class "math" holds one \\(...\\) or \\[...\\]."""
     return len(_soup(page).select("span.math, div.math"))
