@@ -180,7 +180,7 @@ def _html_table(header, rows, caption: str) -> str:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ConformanceReport:
     """The result of a check: ``.passed``, one :class:`RegionResult` per region in ``.rows``.
 
@@ -217,6 +217,8 @@ class ConformanceReport:
     def __str__(self) -> str:
         return self.title + "\n" + _text_table(_HEADER, [r.cells() for r in self.rows])
 
+    __repr__ = __str__  # the table, rounded, also at a prompt and as a notebook's text/plain output
+
     def _repr_markdown_(self) -> str:
         return f"**{_md_cell(self.title)}**\n\n" + _markdown_table(_HEADER, [r.cells() for r in self.rows])
 
@@ -224,7 +226,7 @@ class ConformanceReport:
         return _html_table(_HEADER, [r.cells() for r in self.rows], self.title)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class SummaryTable:
     """Several reports side by side: one row per implementation, one column per region."""
 
@@ -244,6 +246,8 @@ class SummaryTable:
 
     def __str__(self) -> str:
         return _text_table(*self._rows())
+
+    __repr__ = __str__
 
     def _repr_markdown_(self) -> str:
         return _markdown_table(*self._rows())
