@@ -1,6 +1,5 @@
 """focal_ref.testing: the checker passes correct implementations, fails planted faults, names the region."""
 
-import importlib.util
 import math
 import os
 import subprocess
@@ -24,8 +23,6 @@ from focal_ref.testing import (
     summarize,
 )
 
-HAVE_FOCAL_TORCH = importlib.util.find_spec("focal_ref.torch") is not None
-HAVE_FOCAL_KERAS = importlib.util.find_spec("focal_ref.keras") is not None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -103,7 +100,6 @@ def test_good_autograd_loss_passes_every_region():
     assert [r.status for r in report.rows] == ["pass"] * len(REGIONS)
 
 
-@pytest.mark.skipif(not HAVE_FOCAL_TORCH, reason="focal_ref.torch is not there yet")
 @pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
 def test_focal_ref_torch_passes(dtype):
     import focal_ref.torch as ft
@@ -115,7 +111,6 @@ def test_focal_ref_torch_passes(dtype):
     assert sig.row(GRADIENTS).status == soft.row(GRADIENTS).status == "pass"
 
 
-@pytest.mark.skipif(not HAVE_FOCAL_KERAS, reason="focal_ref.keras is not there yet")
 def test_focal_ref_keras_passes():
     import focal_ref.keras as fk
 
@@ -304,7 +299,6 @@ def _cli(args, cwd):
     )
 
 
-@pytest.mark.skipif(not HAVE_FOCAL_TORCH, reason="focal_ref.torch is not there yet")
 def test_cli_passes_focal_ref_torch(tmp_path):
     done = _cli(["focal_ref.torch:sigmoid_focal_loss", "--kind", "sigmoid", "--framework", "torch"], tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
