@@ -627,20 +627,16 @@ def check_sigmoid_focal_loss(
             return f"x={_num(xs[i])}, y={_num(ys[i])}, {_alpha_text(alpha)}, gamma={_num(gamma)}"
 
         call = lambda logits: _call(fn, adapter, logits, yt, alpha, gamma)  # noqa: E731
+        kw = dict(alpha=alpha, gamma=gamma)
         if gradient:
-            _, grad = fw.value_and_grad(call, xt)
-            want = ref.sigmoid_focal_loss_grad(xs, ys, alpha=alpha, gamma=gamma)
-            tally.compare(grad, want, _sigmoid_grad_scale(xs, ys, alpha, gamma), floor, describe, "gradient")
+            want = ref.sigmoid_focal_loss_grad(xs, ys, **kw)
+            scale = _sigmoid_grad_scale(xs, ys, alpha, gamma)
         else:
-            out = call(xt)
-            if out is None:
-                raise _CheckFailure("returned None")
-            want = ref.sigmoid_focal_loss(xs, ys, alpha=alpha, gamma=gamma)
-            tally.compare(fw.to_numpy(out), want, np.abs(want), floor, describe, "loss")
+            want = ref.sigmoid_focal_loss(xs, ys, **kw)
+            scale = np.abs(want)
+        _compare_case(tally, fw, call, xt, gradient, want, scale, floor, describe)
 
-    skipped = {} if fw.can_differentiate else {GRADIENTS: f"{fw.name} cannot differentiate"}
-    rows = _run_regions(battery, chosen, dtype, run_case, skipped)
-    return ConformanceReport(name or _name_of(fn), "sigmoid", fw.name, dtype, rows)
+    return _report(fn, name, "sigmoid", fw, dtype, battery, chosen, run_case)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -738,20 +734,34 @@ def check_softmax_focal_loss(
             return f"logits={row}{where}, {target}, {_alpha_text(alpha)}, gamma={_num(gamma)}"
 
         call = lambda logits: _call(fn, adapter, logits, tt, alpha, gamma)  # noqa: E731
+        kw = dict(alpha=alpha, gamma=gamma)
         if gradient:
-            _, grad = fw.value_and_grad(call, xt)
-            want = ref.softmax_focal_loss_grad(xs, ts, alpha=alpha, gamma=gamma)
-            tally.compare(grad, want, _softmax_grad_scale(xs, ts, alpha, gamma), floor, describe, "gradient")
+            want = ref.softmax_focal_loss_grad(xs, ts, **kw)
+            scale = _softmax_grad_scale(xs, ts, alpha, gamma)
         else:
-            out = call(xt)
-            if out is None:
-                raise _CheckFailure("returned None")
-            want = ref.softmax_focal_loss(xs, ts, alpha=alpha, gamma=gamma)
-            tally.compare(fw.to_numpy(out), want, np.abs(want), floor, describe, "loss")
+            want = ref.softmax_focal_loss(xs, ts, **kw)
+            scale = np.abs(want)
+        _compare_case(tally, fw, call, xt, gradient, want, scale, floor, describe)
 
+    return _report(fn, name, "softmax", fw, dtype, battery, chosen, run_case)
+
+
+def _compare_case(tally, fw, call, xt, gradient, want, scale, floor, describe):
+    """Run one case (its loss, or its gradient by the framework's autodiff) and tally it against ``want``."""
+    if gradient:
+        _, grad = fw.value_and_grad(call, xt)
+        tally.compare(grad, want, scale, floor, describe, "gradient")
+        return
+    out = call(xt)
+    if out is None:
+        raise _CheckFailure("returned None")
+    tally.compare(fw.to_numpy(out), want, scale, floor, describe, "loss")
+
+
+def _report(fn, name, kind, fw, dtype, battery, chosen, run_case) -> ConformanceReport:
     skipped = {} if fw.can_differentiate else {GRADIENTS: f"{fw.name} cannot differentiate"}
     rows = _run_regions(battery, chosen, dtype, run_case, skipped)
-    return ConformanceReport(name or _name_of(fn), "softmax", fw.name, dtype, rows)
+    return ConformanceReport(name or _name_of(fn), kind, fw.name, dtype, rows)
 
 
 # ----------------------------------------------------------------------------------------------
