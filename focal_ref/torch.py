@@ -11,6 +11,8 @@ How it computes:
 * Log space throughout: -log p = relu(-x) + log1p(e^-|x|), 1 - p = sigmoid(-x), log-softmax with log1p
   for the dominant class; never ``1 - sigmoid(x)`` or ``log(sigmoid(x))``. Loss and gradient are finite
   for every finite logit and every gamma >= 0.
+* On CPU, the elementwise losses (sigmoid, binary, FL*) of more than 512k elements are computed in
+  blocks of 256k that stay in cache (same values; faster, see :func:`_in_cpu_blocks`).
 * ``sigmoid_focal_loss(..., fused=True)`` runs the same computation through ``torch.compile`` (one fused
   loop; opt-in, since the first call compiles; falls back to eager with a warning).
 * The forward pass computes the loss and its derivative together (the reference's closed forms) inside a
@@ -27,6 +29,7 @@ How it computes:
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import torch
@@ -182,6 +185,38 @@ class _NoSecondDerivative(torch.autograd.Function):
         )
 
 
+# Elements per block for the elementwise kernels on CPU: a block's ~5 float32 temporaries (5 MiB) stay
+# in cache. On the project's 2-core machine (1 MiB L2 per core, 32 MiB L3) forward+backward at 4M and
+# 10M float32 elements ran 1.3-1.7x faster than in one pass over the whole tensor, best at 256k and
+# within 10% of that from 128k to 512k.
+_CPU_BLOCK = 1 << 18
+
+
+def _in_cpu_blocks(kernel, x, y, *params, need_grad):
+    """``kernel(x, y, *params, need_grad)`` block by block on CPU; in one call elsewhere or when small.
+
+    The kernels are ~20 elementwise passes. Over a whole large tensor each pass streams it through
+    main memory, and each fresh temporary's pages must be faulted in. Over a block that fits in cache,
+    with the allocator reusing the previous block's freed temporaries, neither happens. The formulas
+    are elementwise, so the values are those of one call, up to the last-bit differences PyTorch's SIMD
+    and scalar loops already have (where each block's tail falls). On CUDA the kernels are
+    bandwidth- and launch-bound instead; blocking would only add launches.
+    """
+    n = x.numel()
+    if x.device.type != "cpu" or n <= 2 * _CPU_BLOCK:
+        return kernel(x, y, *params, need_grad=need_grad)
+    flat_x, flat_y = x.reshape(-1), y.reshape(-1)
+    loss = torch.empty_like(flat_x)
+    grad = torch.empty_like(flat_x) if need_grad else None
+    for start in range(0, n, _CPU_BLOCK):
+        block = slice(start, start + _CPU_BLOCK)
+        block_loss, block_grad = kernel(flat_x[block], flat_y[block], *params, need_grad=need_grad)
+        loss[block] = block_loss
+        if need_grad:
+            grad[block] = block_grad
+    return loss.view(x.shape), None if grad is None else grad.view(x.shape)
+
+
 # ----------------------------------------------------------------------------------------------
 # sigmoid / binary / multi-label
 
@@ -295,7 +330,7 @@ def sigmoid_focal_loss(
         A tensor of the logits' dtype: elementwise (``"none"``) or 0-d.
     """
     x, y, alpha, gamma, reduction = _sigmoid_inputs(logits, targets, alpha, gamma, reduction, validate)
-    kernel = _fused_sigmoid_kernel if fused else _sigmoid_kernel
+    kernel = _fused_sigmoid_kernel if fused else functools.partial(_in_cpu_blocks, _sigmoid_kernel)
     loss = _ClosedFormFocal.apply(x, kernel, (y, alpha, gamma), None)
     return _reduce(loss, reduction)
 
@@ -303,7 +338,7 @@ def sigmoid_focal_loss(
 def sigmoid_focal_loss_grad(logits, targets, *, alpha=0.25, gamma=2.0, validate=False):
     """Elementwise d FL_i / d x_i of :func:`sigmoid_focal_loss`, without autograd; the logits' dtype."""
     x, y, alpha, gamma, _ = _sigmoid_inputs(logits, targets, alpha, gamma, "none", validate)
-    _, grad = _sigmoid_kernel(x.to(_compute_dtype(x.dtype)), y, alpha, gamma, need_grad=True)
+    _, grad = _in_cpu_blocks(_sigmoid_kernel, x.to(_compute_dtype(x.dtype)), y, alpha, gamma, need_grad=True)
     return grad.to(x.dtype)
 
 
@@ -338,7 +373,7 @@ def binary_focal_loss(probs, targets, *, alpha=0.25, gamma=2.0, reduction="none"
     keeps full accuracy as p -> 1. ``validate=True`` checks probs and targets lie in [0, 1].
     """
     p, y, alpha, gamma, reduction = _sigmoid_inputs(probs, targets, alpha, gamma, reduction, validate, "probs")
-    loss = _ClosedFormFocal.apply(p, _binary_kernel, (y, alpha, gamma), None)
+    loss = _ClosedFormFocal.apply(p, functools.partial(_in_cpu_blocks, _binary_kernel), (y, alpha, gamma), None)
     return _reduce(loss, reduction)
 
 
@@ -367,7 +402,7 @@ def sigmoid_focal_loss_star(
     x, y, alpha, _, reduction = _sigmoid_inputs(logits, targets, alpha, gamma, reduction, validate)
     if validate:
         _require((y == 0) | (y == 1), "targets must be hard labels (0 or 1) for FL*")
-    loss = _ClosedFormFocal.apply(x, _star_kernel, (y, alpha, gamma, beta), None)
+    loss = _ClosedFormFocal.apply(x, functools.partial(_in_cpu_blocks, _star_kernel), (y, alpha, gamma, beta), None)
     return _reduce(loss, reduction)
 
 

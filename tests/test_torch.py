@@ -485,6 +485,42 @@ def test_module_wrappers():
 # the optional fused path (torch.compile) and the benchmark script
 
 
+@pytest.mark.parametrize("loss_fn, kernel", [
+    (ft.sigmoid_focal_loss, ft._sigmoid_kernel),
+    (ft.binary_focal_loss, ft._binary_kernel),
+    (lambda x, y, **kw: ft.sigmoid_focal_loss_star(x, y, beta=1.5, **kw),
+     lambda x, y, alpha, gamma, need_grad: ft._star_kernel(x, y, alpha, gamma, 1.5, need_grad)),
+], ids=["sigmoid", "binary", "star"])
+def test_cpu_blocks_give_the_values_of_one_call(monkeypatch, loss_fn, kernel):
+    """Large CPU inputs run the kernel block by block: the same values as one call, any shape and layout.
+
+    Not always the same bits: which elements fall in PyTorch's scalar loop tails (rather than its SIMD
+    loops, whose exp/log1p may differ in the last bit) depends on the block boundaries and the layout.
+    """
+    monkeypatch.setattr(ft, "_CPU_BLOCK", 1024)  # a multiple of every SIMD loop's stride, as the default is
+    gen = torch.Generator().manual_seed(11)
+    base = torch.randn(50, 97, generator=gen) * 12
+    inputs = base.T  # non-contiguous (97, 50): 4850 elements, 4 full blocks and one of 754
+    y = (torch.rand(97, 50, generator=gen) < 0.5).float()
+    if kernel is ft._binary_kernel:
+        inputs = torch.sigmoid(inputs / 4)  # probabilities short of 0 and 1, where dFL/dp is finite
+    if kernel is not ft._star_kernel:  # soft labels too (FL* takes hard labels only)
+        y = torch.where(torch.rand(97, 50, generator=gen) < 0.5, y, torch.rand(97, 50, generator=gen))
+    gamma = 2.0 if kernel is ft._star_kernel else 1.5
+    leaf = inputs.clone().requires_grad_(True)
+    loss = loss_fn(leaf, y, gamma=gamma)
+    loss.backward(torch.ones_like(loss))
+    whole_loss, whole_grad = kernel(inputs, y, 0.25, gamma, need_grad=True)
+    assert loss.shape == (97, 50)
+    torch.testing.assert_close(loss.detach(), whole_loss, rtol=4e-7, atol=0)
+    torch.testing.assert_close(leaf.grad, whole_grad, rtol=4e-7, atol=1e-30)
+    with torch.no_grad():
+        torch.testing.assert_close(loss_fn(inputs, y, gamma=gamma), whole_loss, rtol=4e-7, atol=0)
+    contiguous = inputs.contiguous()  # same order and SIMD-aligned block boundaries: the same bits
+    assert torch.equal(loss_fn(contiguous, y.contiguous(), gamma=gamma), kernel(contiguous, y.contiguous(), 0.25, gamma, need_grad=False)[0])
+    assert _saved_bytes(lambda v: loss_fn(v, y, gamma=gamma, reduction="mean"), leaf) == 4 * leaf.numel()
+
+
 def test_fused_path_matches_eager_and_keeps_the_same_tensor():
     """One compile (tens of seconds on 2 cores): same loss and gradient as eager, same 4 bytes/element."""
     gen = torch.Generator().manual_seed(7)
