@@ -1,0 +1,172 @@
+"""The cross-framework table: worst error of focal_ref.torch and focal_ref.keras against the reference.
+
+Run ``python tests/report_agreement.py`` (about a minute). It measures on the shared battery of
+``cases.py`` (every gamma in GAMMAS; alpha None and 0.25 for the sigmoid, None, 0.25 and per-class
+weights for the softmax; hard and soft targets): PyTorch on every device present, and Keras on the
+TensorFlow and the PyTorch backends (KERAS_BACKEND is fixed per process, so each backend runs in a
+subprocess of this script). tests/test_torch.py and tests/test_keras.py assert the bounds; this prints
+the worst values.
+
+Each input is first rounded to the dtype under test and the float64 reference is evaluated on exactly
+those values, so the error is the implementation's own. Errors are |out - ref| / |ref| over the
+entries whose reference is above the dtype's smallest normal number (below it, flushed subnormals
+carry no relative accuracy), for gradients above 64 times that (as in tests/test_keras.py: autodiff
+multiplies intermediates that TensorFlow flushes to zero before the result is formed); gradients of a
+softmax row are relative to the row's largest component. Keras gradients are measured in float64 and
+float32 only, as in the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from cases import GAMMAS, sigmoid_cases, softmax_cases  # noqa: E402
+
+import focal_ref as ref  # noqa: E402
+
+DTYPES = ("float64", "float32", "float16", "bfloat16")
+SIGMOID_ALPHAS = (None, 0.25)
+CLASS_ALPHAS = (None, 0.25, [0.1, 0.2, 0.3, 0.9, 1.0])
+GRAD_FLOOR = 64
+TINY = {"float64": np.finfo(np.float64).tiny, "float32": np.finfo(np.float32).tiny,
+        "float16": float(np.finfo(np.float16).tiny), "bfloat16": np.finfo(np.float32).tiny}
+
+
+def worst_error(out, expected, dtype, scale=None, floor=1.0):
+    """Worst |out - expected| / scale over entries with scale > floor x the dtype's smallest normal."""
+    out, expected = np.asarray(out, np.float64), np.asarray(expected, np.float64)
+    scale = np.abs(expected) if scale is None else np.broadcast_to(scale, expected.shape)
+    if not np.all(np.isfinite(out)):
+        return float("inf")
+    normal = scale > floor * TINY[dtype]
+    return float(np.max(np.abs(out - expected)[normal] / scale[normal])) if np.any(normal) else 0.0
+
+
+def _record(rows, name, dtype, error):
+    rows[(name, dtype)] = max(rows.get((name, dtype), 0.0), error)
+
+
+def torch_rows(device):
+    """{(function, dtype): worst error} for focal_ref.torch on ``device``."""
+    import torch
+
+    import focal_ref.torch as ft
+
+    rows = {}
+    logits, targets = sigmoid_cases()
+    s_logits, index, soft = softmax_cases()
+    for dtype in DTYPES:
+        tdtype = getattr(torch, dtype)
+
+        def rounded(values, tdtype=tdtype):
+            tensor = torch.tensor(values, dtype=torch.float64).to(device=device, dtype=tdtype)
+            return tensor, tensor.cpu().double().numpy()
+
+        y, y64 = rounded(targets)
+        soft_t, soft64 = rounded(soft)
+        for gamma in GAMMAS:
+            for alpha in SIGMOID_ALPHAS:
+                x, x64 = rounded(logits)
+                x.requires_grad_(True)
+                loss = ft.sigmoid_focal_loss(x, y, alpha=alpha, gamma=gamma)
+                loss.backward(torch.ones_like(loss))
+                _record(rows, "sigmoid_focal_loss", dtype,
+                        worst_error(loss.detach().cpu().double(), ref.sigmoid_focal_loss(x64, y64, alpha=alpha, gamma=gamma), dtype))
+                _record(rows, "sigmoid_focal_loss grad", dtype,
+                        worst_error(x.grad.cpu().double(), ref.sigmoid_focal_loss_grad(x64, y64, alpha=alpha, gamma=gamma), dtype,
+                                    floor=GRAD_FLOOR))
+            for alpha in CLASS_ALPHAS:
+                for t, t64 in ((torch.tensor(index, device=device), index), (soft_t, soft64)):
+                    x, x64 = rounded(s_logits)
+                    x.requires_grad_(True)
+                    loss = ft.softmax_focal_loss(x, t, alpha=alpha, gamma=gamma)
+                    loss.sum().backward()
+                    _record(rows, "softmax_focal_loss", dtype,
+                            worst_error(loss.detach().cpu().double(), ref.softmax_focal_loss(x64, t64, alpha=alpha, gamma=gamma), dtype))
+                    expected = ref.softmax_focal_loss_grad(x64, t64, alpha=alpha, gamma=gamma)
+                    _record(rows, "softmax_focal_loss grad", dtype,
+                            worst_error(x.grad.cpu().double(), expected, dtype, np.abs(expected).max(-1, keepdims=True), GRAD_FLOOR))
+    return rows
+
+
+def keras_rows():
+    """{(function, dtype): worst error} for focal_ref.keras on this process's Keras backend."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    from keras import ops
+
+    import focal_ref.keras as fk
+    from test_keras import _value_and_grad  # the backend's own autodiff, as the tests take it
+
+    rows = {}
+    logits, targets = sigmoid_cases()
+    s_logits, index, soft = softmax_cases()
+    for dtype in DTYPES:
+        def rounded(values, dtype=dtype):
+            return np.asarray(ops.convert_to_numpy(ops.cast(ops.convert_to_tensor(values, dtype=dtype), "float64")))
+
+        x64, y64, sx64, soft64 = rounded(logits), rounded(targets), rounded(s_logits), rounded(soft)
+        y, soft_t = ops.convert_to_tensor(y64, dtype=dtype), ops.convert_to_tensor(soft64, dtype=dtype)
+        differentiable = dtype in ("float64", "float32")  # as tests/test_keras.py: half-precision autodiff is the backend's
+        for gamma in GAMMAS:
+            for alpha in SIGMOID_ALPHAS:
+                loss, grad = _value_and_grad(lambda v: fk.sigmoid_focal_loss(v, y, alpha=alpha, gamma=gamma), x64, dtype)
+                _record(rows, "sigmoid_focal_loss", dtype,
+                        worst_error(loss, ref.sigmoid_focal_loss(x64, y64, alpha=alpha, gamma=gamma), dtype))
+                if differentiable:
+                    _record(rows, "sigmoid_focal_loss grad", dtype,
+                            worst_error(grad, ref.sigmoid_focal_loss_grad(x64, y64, alpha=alpha, gamma=gamma), dtype,
+                                    floor=GRAD_FLOOR))
+            for alpha in CLASS_ALPHAS:
+                for t, t64 in ((index, index), (soft_t, soft64)):
+                    loss, grad = _value_and_grad(lambda v: fk.softmax_focal_loss(v, t, alpha=alpha, gamma=gamma), sx64, dtype)
+                    _record(rows, "softmax_focal_loss", dtype,
+                            worst_error(loss, ref.softmax_focal_loss(sx64, t64, alpha=alpha, gamma=gamma), dtype))
+                    if differentiable:
+                        expected = ref.softmax_focal_loss_grad(sx64, t64, alpha=alpha, gamma=gamma)
+                        _record(rows, "softmax_focal_loss grad", dtype,
+                                worst_error(grad, expected, dtype, np.abs(expected).max(-1, keepdims=True), GRAD_FLOOR))
+    return rows
+
+
+def _keras_in_subprocess(backend):
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", TF_ENABLE_ONEDNN_OPTS="0")
+    out = subprocess.run([sys.executable, __file__, "--keras-json"], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    return {tuple(key.split("|")): value for key, value in json.loads(out.splitlines()[-1]).items()}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--keras-json", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.keras_json:  # the subprocess: this backend's rows as one JSON line
+        print(json.dumps({"|".join(key): value for key, value in keras_rows().items()}))
+        return
+    import torch
+
+    columns = {"torch cpu": torch_rows("cpu")}
+    if torch.cuda.is_available():
+        columns[f"torch cuda ({torch.cuda.get_device_name()})"] = torch_rows("cuda")
+    for backend in ("tensorflow", "torch"):
+        columns[f"keras {backend}"] = _keras_in_subprocess(backend)
+    names = ["sigmoid_focal_loss", "sigmoid_focal_loss grad", "softmax_focal_loss", "softmax_focal_loss grad"]
+    print("| function | dtype | " + " | ".join(columns) + " |")
+    print("|---|---|" + "---:|" * len(columns))
+    for name in names:
+        for dtype in DTYPES:
+            cells = [f"{col[(name, dtype)]:.1e}" if (name, dtype) in col else "n/a" for col in columns.values()]
+            print(f"| {name} | {dtype} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
