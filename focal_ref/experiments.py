@@ -21,8 +21,8 @@ pages run, so that a notebook in Colab has it after ``pip install focal_ref``:
 * :func:`train_keras` -- the same model and recipe in Keras 3 with :func:`focal_ref.keras.sigmoid_focal_loss`.
 
 Determinism: :func:`set_determinism` seeds torch, turns on ``torch.use_deterministic_algorithms`` and
-fixes the CPU thread count (2 by default, the size of the book's CI runners; a different thread count
-may change the order of floating-point sums and so the last digits of a result). The data comes from
+fixes the CPU thread count (:data:`DEFAULT_THREADS`, one: a different thread count may change the
+order of floating-point sums and so the last digits of a result). The data comes from
 NumPy generators seeded explicitly; nothing reads global random state. Two runs on one machine give
 bit-identical results; the notebooks print rounded numbers so that they also agree across machines.
 """
