@@ -356,9 +356,14 @@ def batch_order(n_items: int, steps: int, batch_size: int, seed: int) -> np.ndar
 
 
 def _progress(iterable, progress: Optional[bool], total: int):
-    """Wrap in tqdm only when asked, or (``None``) when stdout is an interactive terminal."""
+    """Wrap in tqdm when ``progress`` is True; for ``None``, when someone is watching.
+
+    Someone is watching in an interactive terminal or in a Google Colab runtime (where ``tqdm.auto``
+    draws a widget). A notebook executed by nbval, ``jupyter execute`` or a book build is neither, so its
+    stored outputs carry no progress bars.
+    """
     if progress is None:
-        progress = sys.stdout.isatty()
+        progress = sys.stdout.isatty() or "google.colab" in sys.modules
     if not progress:
         return iterable
     from tqdm.auto import tqdm
@@ -383,6 +388,9 @@ def train(
     The copies share no parameter, so this is G separate trainings (up to float rounding: a grouped
     convolution may sum in another order than a plain one) -- except that a copy whose
     loss turns non-finite is frozen (no further update) and marked ``diverged``.
+
+    ``progress`` draws a tqdm bar over the steps: True, False, or None for "when someone is watching"
+    (an interactive terminal or Google Colab; never in an executed notebook's stored output).
 
     Call :func:`set_determinism` first for reproducible runs.
     """

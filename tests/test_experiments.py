@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import os
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -305,3 +307,17 @@ def test_keras_matches_torch_on_the_first_steps(data):
     # and the next few steps stay together
     assert keras_losses[0] == pytest.approx(torch_run.losses[0, 0], rel=1e-5)
     np.testing.assert_allclose(keras_losses, torch_run.losses[:, 0], rtol=1e-3)
+
+
+def test_progress_bars_only_when_asked_or_watched(monkeypatch):
+    """None means: a bar in Colab or an interactive terminal, none in an executed notebook or under pytest."""
+    from tqdm.auto import tqdm
+
+    steps = range(3)
+    assert ex._progress(steps, False, 3) is steps
+    assert ex._progress(steps, None, 3) is steps  # pytest captures stdout: not a terminal, not Colab
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    bar = ex._progress(steps, None, 3)
+    assert isinstance(bar, tqdm) and list(bar) == [0, 1, 2]
+    bar.close()
+    assert ex._progress(steps, False, 3) is steps
