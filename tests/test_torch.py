@@ -563,6 +563,10 @@ def test_benchmark_script_runs_and_measures_memory():
     spec.loader.exec_module(bench)
     lines = []
     rows = bench.run([2000], reps=1, fused=False, out=lines.append, sample_elements=1)
-    kept = {row["implementation"]: row["kept_bytes_per_element"] for row in rows}
+    kept = {row["implementation"]: row["kept_bytes_per_element"] for row in rows if "kept_bytes_per_element" in row}
     assert kept["focal_ref"] == 4 and kept["torchvision"] == 24
     assert any("focal_ref" in line for line in lines)
+    (bandwidth,) = [row for row in rows if "bandwidth" in row]  # the same rows CUDA reports, here for the CPU
+    assert bandwidth["implementation"] == "focal_ref" and bandwidth["bandwidth"] > 0 and bandwidth["copy_bandwidth"] > 0
+    assert bandwidth["fraction_of_copy"] == bandwidth["bandwidth"] / bandwidth["copy_bandwidth"]
+    assert any("of a same-device copy" in line for line in lines)
