@@ -1,4 +1,4 @@
-"""Focal loss for Keras 3, written only with ``keras.ops`` (tested on the TensorFlow and PyTorch backends).
+"""Focal loss for Keras 3, written only with ``keras.ops`` (tested on the TensorFlow, PyTorch and JAX backends).
 
 Functional versions with the reference's names, argument order and conventions (see
 :mod:`focal_ref._reference`; ``alpha`` weights the positive class, softmax class axis ``axis=-1``,
@@ -10,6 +10,8 @@ functions gives finite gradients for every finite logit and every gamma >= 0, ga
 
 dtypes: float16/bfloat16 inputs are computed in float32 inside and the result is cast back to the
 input dtype; float32/float64 are computed as given; integer or bool inputs are cast to ``keras.config.floatx()``.
+On the JAX backend float64 needs JAX's x64 mode (``JAX_ENABLE_X64=1``); without it JAX itself stores
+float64 input as float32, and everything is computed in float32.
 
 Where the logits' spread exceeds the dtype's range (|x_i - x_j| > 3.4e38 in float32) the softmax loss is
 inf, the rounded true value, and its gradient is not finite; every other finite input gives finite values.

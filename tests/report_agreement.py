@@ -3,8 +3,8 @@
 Run ``python tests/report_agreement.py`` (about a minute). It measures on the shared battery of
 ``cases.py`` (every gamma in GAMMAS; alpha None and 0.25 for the sigmoid, None, 0.25 and per-class
 weights for the softmax; hard and soft targets): PyTorch on every device present, and Keras on the
-TensorFlow and the PyTorch backends (KERAS_BACKEND is fixed per process, so each backend runs in a
-subprocess of this script). tests/test_torch.py and tests/test_keras.py assert the bounds; this prints
+TensorFlow, PyTorch and JAX backends (KERAS_BACKEND is fixed per process, so each backend runs in a
+subprocess of this script; JAX with JAX_ENABLE_X64=1). tests/test_torch.py and tests/test_keras.py assert the bounds; this prints
 the worst values.
 
 Each input is first rounded to the dtype under test and the float64 reference is evaluated on exactly
@@ -139,7 +139,7 @@ def keras_rows():
 
 
 def _keras_in_subprocess(backend):
-    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", TF_ENABLE_ONEDNN_OPTS="0")
+    env = dict(os.environ, KERAS_BACKEND=backend, JAX_ENABLE_X64="1", TF_CPP_MIN_LOG_LEVEL="3", TF_ENABLE_ONEDNN_OPTS="0")
     out = subprocess.run([sys.executable, __file__, "--keras-json"], env=env, check=True,
                          capture_output=True, text=True).stdout
     return {tuple(key.split("|")): value for key, value in json.loads(out.splitlines()[-1]).items()}
@@ -157,7 +157,7 @@ def main(argv=None):
     columns = {"torch cpu": torch_rows("cpu")}
     if torch.cuda.is_available():
         columns[f"torch cuda ({torch.cuda.get_device_name()})"] = torch_rows("cuda")
-    for backend in ("tensorflow", "torch"):
+    for backend in ("tensorflow", "torch", "jax"):
         columns[f"keras {backend}"] = _keras_in_subprocess(backend)
     names = ["sigmoid_focal_loss", "sigmoid_focal_loss grad", "softmax_focal_loss", "softmax_focal_loss grad"]
     print("| function | dtype | " + " | ".join(columns) + " |")

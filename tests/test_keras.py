@@ -1,7 +1,8 @@
 """focal_ref.keras against the NumPy reference, on whatever Keras backend KERAS_BACKEND selects.
 
-The README runs this module twice: with the default (TensorFlow) and with KERAS_BACKEND=torch. Each test
-id carries the backend name (see ``test_backend_is_supported``), so a report shows which one ran.
+The README runs this module three times: with the default (TensorFlow), with KERAS_BACKEND=torch and with
+KERAS_BACKEND=jax (JAX_ENABLE_X64=1: without it JAX computes float64 input in float32). Each test id of
+``test_backend_is_supported`` carries the backend name, so a report shows which one ran.
 
 Agreement is measured against the float64 reference evaluated on the inputs *after* rounding to the
 dtype under test, so only the implementation's own error is measured:
@@ -105,6 +106,10 @@ def test_backend_is_supported(backend):
     """Records which backend ran (the id is test_backend_is_supported[<backend>])."""
     print(f"focal_ref.keras tests ran on the Keras {backend} backend (keras {keras.__version__})")
     assert backend in {"tensorflow", "torch", "jax"}
+    if backend == "jax":  # the float64 tests below would silently run in float32
+        import jax
+
+        assert jax.config.jax_enable_x64, "run the JAX backend with JAX_ENABLE_X64=1"
     assert ops.convert_to_numpy(fk.sigmoid_focal_loss([0.0], [1.0], alpha=None, gamma=0.0)) == pytest.approx(
         [np.log(2.0)], rel=1e-6
     )
