@@ -336,9 +336,13 @@ def sigmoid_focal_loss(
 
 
 def sigmoid_focal_loss_grad(logits, targets, *, alpha=0.25, gamma=2.0, validate=False):
-    """Elementwise d FL_i / d x_i of :func:`sigmoid_focal_loss`, without autograd; the logits' dtype."""
+    """Elementwise d FL_i / d x_i of :func:`sigmoid_focal_loss`, without autograd; the logits' dtype.
+
+    A plain tensor, detached from any graph the logits belong to.
+    """
     x, y, alpha, gamma, _ = _sigmoid_inputs(logits, targets, alpha, gamma, "none", validate)
-    _, grad = _in_cpu_blocks(_sigmoid_kernel, x.to(_compute_dtype(x.dtype)), y, alpha, gamma, need_grad=True)
+    compute = x.detach().to(_compute_dtype(x.dtype))
+    _, grad = _in_cpu_blocks(_sigmoid_kernel, compute, y, alpha, gamma, need_grad=True)
     return grad.to(x.dtype)
 
 
@@ -552,11 +556,14 @@ def softmax_focal_loss(
 
 
 def softmax_focal_loss_grad(logits, targets, *, alpha=None, gamma=2.0, dim=1, ignore_index=None, validate=False):
-    """d FL_n / d x_{n,j} of :func:`softmax_focal_loss` (reduction ``"none"``), without autograd."""
+    """d FL_n / d x_{n,j} of :func:`softmax_focal_loss` (reduction ``"none"``), without autograd.
+
+    A plain tensor of the logits' shape and dtype, detached from any graph the logits belong to.
+    """
     x, dim, kind, data, gamma, _, _ = _softmax_inputs(
         logits, targets, alpha, gamma, "none", dim, ignore_index, validate, "logits"
     )
-    compute = x.to(_compute_dtype(x.dtype))
+    compute = x.detach().to(_compute_dtype(x.dtype))
     if kind == "indices":
         _, grad = _softmax_index_kernel(compute, *data, gamma, dim, need_grad=True)
     else:

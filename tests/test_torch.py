@@ -329,6 +329,22 @@ def test_targets_that_require_grad_raise():
     assert ft.sigmoid_focal_loss(x, y.detach()).shape == (4, 3)
 
 
+def test_grad_functions_take_logits_that_require_grad():
+    """The *_grad functions are plain evaluations: logits inside a graph give a detached result."""
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(6, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    y = torch.rand(6, 5, generator=gen, dtype=torch.float64)
+    grad = ft.sigmoid_focal_loss_grad(x, y, gamma=0.5)
+    assert not grad.requires_grad
+    np.testing.assert_allclose(grad.numpy(), ref.sigmoid_focal_loss_grad(x.detach().numpy(), y.numpy(), gamma=0.5),
+                               rtol=1e-13)
+    index = torch.tensor([0, 4, 2, 1, 3, 0])
+    grad = ft.softmax_focal_loss_grad(x, index, gamma=0.5)
+    assert not grad.requires_grad
+    np.testing.assert_allclose(grad.numpy(), ref.softmax_focal_loss_grad(x.detach().numpy(), index.numpy(), gamma=0.5),
+                               rtol=1e-13, atol=1e-300)
+
+
 def test_double_backward_raises_clearly():
     x = torch.randn(5, requires_grad=True)
     loss = ft.sigmoid_focal_loss(x, torch.rand(5), reduction="sum")
