@@ -12,7 +12,8 @@ How it computes:
   for the dominant class; never ``1 - sigmoid(x)`` or ``log(sigmoid(x))``. Loss and gradient are finite
   for every finite logit and every gamma >= 0.
 * On CPU, the elementwise losses (sigmoid, binary, FL*) of more than 512k elements are computed in
-  blocks of 256k that stay in cache (faster; the values of one call up to a last bit, see :func:`_in_cpu_blocks`).
+  blocks of 256k that stay in cache: faster, and the values of one call up to a last bit
+  (:func:`_in_cpu_blocks`).
 * ``sigmoid_focal_loss(..., fused=True)`` runs the same computation through ``torch.compile`` (one fused
   loop; opt-in, since the first call compiles; falls back to eager with a warning).
 * The forward pass computes the loss and its derivative together (the reference's closed forms) inside a
