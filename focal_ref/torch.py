@@ -147,8 +147,10 @@ def _scalar(value: float, like: torch.Tensor) -> torch.Tensor:
 class _ClosedFormFocal(torch.autograd.Function):
     """Runs ``kernel(input, *args, need_grad)`` -> (loss, dloss/dinput) and keeps only the derivative.
 
-    ``dim`` is None for elementwise losses; for per-sample (softmax) losses it is the class axis,
-    along which backward broadcasts the incoming per-sample gradient.
+    ``dim`` is None for elementwise losses (or their 0-d sum); for per-sample (softmax) losses it is the
+    class axis, along which backward broadcasts the incoming per-sample gradient. The loss is returned
+    in the compute dtype (float32 for half-precision input), so that a mean over millions of elements
+    is summed where it cannot overflow; the public functions cast the result to the input's dtype.
     """
 
     @staticmethod
@@ -157,7 +159,7 @@ class _ClosedFormFocal(torch.autograd.Function):
         loss, grad = kernel(compute, *args, need_grad=ctx.needs_input_grad[0])
         ctx.dim, ctx.dtype = dim, inputs.dtype
         ctx.save_for_backward(grad)
-        return loss.to(inputs.dtype)
+        return loss  # in the compute dtype: callers reduce first, then cast to the input's dtype
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -193,29 +195,56 @@ class _NoSecondDerivative(torch.autograd.Function):
 _CPU_BLOCK = 1 << 18
 
 
-def _in_cpu_blocks(kernel, x, y, *params, need_grad):
-    """``kernel(x, y, *params, need_grad)`` block by block on CPU; in one call elsewhere or when small.
+def _one_call(kernel, x, y, *params, need_grad, summed=False):
+    """``kernel(x, y, *params, need_grad)``; with ``summed`` the loss comes back as its 0-d sum."""
+    loss, grad = kernel(x, y, *params, need_grad=need_grad)
+    return (loss.sum() if summed else loss), grad
+
+
+def _in_cpu_blocks(kernel, x, y, *params, need_grad, summed=False):
+    """:func:`_one_call`, block by block on CPU; in one call elsewhere or when small.
 
     The kernels are ~20 elementwise passes. Over a whole large tensor each pass streams it through
     main memory, and each fresh temporary's pages must be faulted in. Over a block that fits in cache,
     with the allocator reusing the previous block's freed temporaries, neither happens. The formulas
     are elementwise, so the values are those of one call, up to the last-bit differences PyTorch's SIMD
-    and scalar loops already have (where each block's tail falls). On CUDA the kernels are
+    and scalar loops already have (where each block's tail falls). With ``summed`` each block's loss is
+    added up as it is made, and no loss tensor of the input's size exists. On CUDA the kernels are
     bandwidth- and launch-bound instead; blocking would only add launches.
     """
     n = x.numel()
     if x.device.type != "cpu" or n <= 2 * _CPU_BLOCK:
-        return kernel(x, y, *params, need_grad=need_grad)
+        return _one_call(kernel, x, y, *params, need_grad=need_grad, summed=summed)
     flat_x, flat_y = x.reshape(-1), y.reshape(-1)
-    loss = torch.empty_like(flat_x)
+    loss = None if summed else torch.empty_like(flat_x)
+    block_sums = []
     grad = torch.empty_like(flat_x) if need_grad else None
     for start in range(0, n, _CPU_BLOCK):
         block = slice(start, start + _CPU_BLOCK)
         block_loss, block_grad = kernel(flat_x[block], flat_y[block], *params, need_grad=need_grad)
-        loss[block] = block_loss
+        if summed:
+            block_sums.append(block_loss.sum())
+        else:
+            loss[block] = block_loss
         if need_grad:
             grad[block] = block_grad
-    return loss.view(x.shape), None if grad is None else grad.view(x.shape)
+    loss = torch.stack(block_sums).sum() if summed else loss.view(x.shape)
+    return loss, None if grad is None else grad.view(x.shape)
+
+
+def _elementwise_loss(kernel, x, args, reduction, blocks=True):
+    """An elementwise kernel through :class:`_ClosedFormFocal`, reduced, in the input's dtype.
+
+    A "mean" or "sum" is summed inside the Function in the compute dtype (float32 for half-precision
+    input, whose sum over many elements would overflow even where the mean is small), on CPU block by
+    block (:func:`_in_cpu_blocks`; ``blocks=False`` for the fused kernel, which needs no blocking).
+    """
+    summed = reduction != "none"
+    run = functools.partial(_in_cpu_blocks if blocks else _one_call, kernel, summed=summed)
+    loss = _ClosedFormFocal.apply(x, run, args, None)
+    if reduction == "mean":
+        loss = loss / max(x.numel(), 1)
+    return loss.to(x.dtype)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -296,7 +325,7 @@ def _fused_sigmoid_kernel(x, y, alpha, gamma, need_grad):
             return compiled(x, y, alpha, gamma, need_grad=True)
         except Exception as error:  # any compiler failure: fall back, do not fail the training step
             warnings.warn(f"focal_ref.torch: fused=True is unavailable here ({type(error).__name__}: {error}); "
-                          "using the eager kernel", RuntimeWarning, stacklevel=4)
+                          "using the eager kernel", RuntimeWarning, stacklevel=7)
             _COMPILED["sigmoid"] = False
     return _sigmoid_kernel(x, y, alpha, gamma, need_grad=need_grad)
 
@@ -331,9 +360,9 @@ def sigmoid_focal_loss(
         A tensor of the logits' dtype: elementwise (``"none"``) or 0-d.
     """
     x, y, alpha, gamma, reduction = _sigmoid_inputs(logits, targets, alpha, gamma, reduction, validate)
-    kernel = _fused_sigmoid_kernel if fused else functools.partial(_in_cpu_blocks, _sigmoid_kernel)
-    loss = _ClosedFormFocal.apply(x, kernel, (y, alpha, gamma), None)
-    return _reduce(loss, reduction)
+    if fused:
+        return _elementwise_loss(_fused_sigmoid_kernel, x, (y, alpha, gamma), reduction, blocks=False)
+    return _elementwise_loss(_sigmoid_kernel, x, (y, alpha, gamma), reduction)
 
 
 def sigmoid_focal_loss_grad(logits, targets, *, alpha=0.25, gamma=2.0, validate=False):
@@ -378,8 +407,7 @@ def binary_focal_loss(probs, targets, *, alpha=0.25, gamma=2.0, reduction="none"
     keeps full accuracy as p -> 1. ``validate=True`` checks probs and targets lie in [0, 1].
     """
     p, y, alpha, gamma, reduction = _sigmoid_inputs(probs, targets, alpha, gamma, reduction, validate, "probs")
-    loss = _ClosedFormFocal.apply(p, functools.partial(_in_cpu_blocks, _binary_kernel), (y, alpha, gamma), None)
-    return _reduce(loss, reduction)
+    return _elementwise_loss(_binary_kernel, p, (y, alpha, gamma), reduction)
 
 
 def _star_kernel(x, y, alpha, gamma, beta, need_grad):
@@ -407,8 +435,7 @@ def sigmoid_focal_loss_star(
     x, y, alpha, _, reduction = _sigmoid_inputs(logits, targets, alpha, gamma, reduction, validate)
     if validate:
         _require((y == 0) | (y == 1), "targets must be hard labels (0 or 1) for FL*")
-    loss = _ClosedFormFocal.apply(x, functools.partial(_in_cpu_blocks, _star_kernel), (y, alpha, gamma, beta), None)
-    return _reduce(loss, reduction)
+    return _elementwise_loss(_star_kernel, x, (y, alpha, gamma, beta), reduction)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -553,7 +580,7 @@ def softmax_focal_loss(
         loss = _ClosedFormFocal.apply(x, _softmax_index_kernel, (index, alpha_t, gamma, dim), dim)
     else:
         loss = _ClosedFormFocal.apply(x, _softmax_prob_kernel, (data, gamma, dim), dim)
-    return _reduce(loss, reduction, None if keep is None else keep.sum())
+    return _reduce(loss, reduction, None if keep is None else keep.sum()).to(x.dtype)
 
 
 def softmax_focal_loss_grad(logits, targets, *, alpha=None, gamma=2.0, dim=1, ignore_index=None, validate=False):
@@ -608,7 +635,7 @@ def categorical_focal_loss(
     else:
         w = data
     loss = _ClosedFormFocal.apply(p, _categorical_kernel, (w, gamma, dim), dim)
-    return _reduce(loss, reduction, None if keep is None else keep.sum())
+    return _reduce(loss, reduction, None if keep is None else keep.sum()).to(p.dtype)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -391,6 +391,55 @@ def test_reductions():
     )
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_half_precision_mean_of_many_elements_does_not_overflow(dtype):
+    """The sum of 2M half-precision losses exceeds float16's range (65504); their mean does not.
+
+    Reductions run in the float32 compute dtype, and only the mean is rounded to the input's dtype.
+    """
+    n = 2_000_000
+    x = torch.zeros(n, dtype=dtype, requires_grad=True)
+    y = torch.ones(n, dtype=dtype)
+    mean = ft.sigmoid_focal_loss(x, y, reduction="mean")
+    expected = float(ref.sigmoid_focal_loss(0.0, 1.0))  # 0.25 * 0.5**2 * log 2 per element
+    assert mean.dtype == dtype and float(mean.detach()) == pytest.approx(expected, rel=torch.finfo(dtype).eps)
+    mean.backward()
+    # d mean / dx_i = grad_i / n, about -3.7e-8: subnormal in float16, so within one subnormal step there
+    expected_grad = float(ref.sigmoid_focal_loss_grad(0.0, 1.0)) / n
+    assert torch.isfinite(x.grad).all()
+    assert float(x.grad[0]) == pytest.approx(expected_grad, rel=torch.finfo(dtype).eps, abs=2.0**-24)
+    logits = torch.zeros(n, 2, dtype=dtype)
+    softmax_mean = ft.softmax_focal_loss(logits, torch.zeros(n, dtype=torch.long), reduction="mean")
+    assert float(softmax_mean) == pytest.approx(float(ref.softmax_focal_loss([[0.0, 0.0]], [0])[0]),
+                                                rel=torch.finfo(dtype).eps)
+    if dtype == torch.float16:
+        assert torch.isinf(ft.sigmoid_focal_loss(x, y, reduction="sum"))  # the sum itself is out of range
+
+
+def test_cpu_blocks_sum_as_they_go(monkeypatch):
+    """A "mean"/"sum" over CPU blocks is added up block by block, with no loss tensor of the input's size."""
+    monkeypatch.setattr(ft, "_CPU_BLOCK", 1024)
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(5000, generator=gen, dtype=torch.float64) * 10
+    y = torch.rand(5000, generator=gen, dtype=torch.float64)
+    expected = ref.sigmoid_focal_loss(x.numpy(), y.numpy())
+    elementwise = x.clone().requires_grad_(True)
+    ft.sigmoid_focal_loss(elementwise, y).backward(torch.ones_like(x))  # the "none" path: same blocks
+    for reduction, value in (("sum", expected.sum()), ("mean", expected.mean())):
+        leaf = x.clone().requires_grad_(True)
+        loss = ft.sigmoid_focal_loss(leaf, y, reduction=reduction)
+        assert loss.shape == () and float(loss.detach()) == pytest.approx(value, rel=1e-13)
+        loss.backward()
+        scale = 1.0 if reduction == "sum" else 1.0 / 5000
+        torch.testing.assert_close(leaf.grad, elementwise.grad * scale, rtol=1e-15, atol=0)
+        sizes = []
+        original = ft._sigmoid_kernel
+        monkeypatch.setattr(ft, "_sigmoid_kernel", lambda *a, **k: sizes.append(a[0].numel()) or original(*a, **k))
+        ft.sigmoid_focal_loss(x, y, reduction=reduction)
+        monkeypatch.setattr(ft, "_sigmoid_kernel", original)
+        assert sizes == [1024] * 4 + [904]
+
+
 def test_ignore_index():
     gen = torch.Generator().manual_seed(4)
     logits = torch.randn(6, 3, generator=gen, dtype=torch.float64)
@@ -585,8 +634,9 @@ def test_fused_path_falls_back_to_eager_with_a_warning(monkeypatch):
 
     monkeypatch.setitem(ft._COMPILED, "sigmoid", broken)
     x, y = torch.randn(50, dtype=torch.float64), torch.rand(50, dtype=torch.float64)
-    with pytest.warns(RuntimeWarning, match="fused=True is unavailable"):
+    with pytest.warns(RuntimeWarning, match="fused=True is unavailable") as record:
         loss = ft.sigmoid_focal_loss(x, y, fused=True)
+    assert record[0].filename == __file__  # the warning points at the caller's line
     np.testing.assert_allclose(loss.numpy(), ref.sigmoid_focal_loss(x.numpy(), y.numpy()), rtol=1e-13)
     assert ft._COMPILED["sigmoid"] is False
     ft.sigmoid_focal_loss(x, y, fused=True)  # no second warning, no error
