@@ -471,3 +471,22 @@ def test_valid_edge_cases_pass():
     fk.softmax_focal_loss([[3.0, -3.0]], [[0.2, 0.8]], validate=True)
     fk.categorical_focal_loss([[0.0, 1.0]], [1], validate=True)
     fk.sigmoid_focal_loss_star([[2.0]], [[0]], validate=True)
+
+
+@pytest.mark.parametrize("backend", [BACKEND])
+def test_conformance_checker_on_this_backend(backend):
+    """focal_ref.testing's Keras framework on this backend: ours passes, a 1 - sigmoid(x) form fails."""
+    from focal_ref.testing import check_sigmoid_focal_loss, check_softmax_focal_loss
+
+    assert check_sigmoid_focal_loss(fk.sigmoid_focal_loss, framework="keras").passed
+    assert check_softmax_focal_loss(fk.softmax_focal_loss, framework="keras").passed
+
+    def one_minus_sigmoid(x, y, alpha=0.25, gamma=2.0):
+        p = ops.sigmoid(x)
+        ce = -(y * ops.log(p) + (1 - y) * ops.log(1 - p))
+        m = y * (1 - p) + (1 - y) * p
+        return (alpha * y + (1 - alpha) * (1 - y)) * m**gamma * ce
+
+    report = check_sigmoid_focal_loss(one_minus_sigmoid, framework="keras")
+    assert not report.passed and "saturated logits" in report.failed_regions
+    assert report.row("moderate logits").status == "pass"
