@@ -69,7 +69,9 @@ def check_class_alpha(alpha, num_classes: int) -> Optional[Tuple[float, ...]]:
         return None
     if _is_real_number(alpha):
         return (_check_unit_interval(alpha, "alpha"),) * num_classes
-    if isinstance(alpha, (str, bytes)) or not hasattr(alpha, "__len__"):
+    if isinstance(alpha, (str, bytes, set, frozenset, dict)) or not hasattr(alpha, "__len__"):
+        # a set or a dict has a length but no class order: read as a sequence it would silently
+        # weight the classes in hash order (or by the dict's keys)
         raise TypeError(
             f"alpha must be None, a number in [0, 1] or a sequence of {num_classes} per-class weights, "
             f"got {type(alpha).__name__}"
@@ -135,3 +137,22 @@ def softmax_target_kind(logits_shape, targets_shape, axis: int, logits_name: str
         f"targets must have the shape of {logits_name} {logits_shape} (probabilities) or that shape "
         f"without the class axis {axis} (class indices), got {targets_shape}"
     )
+
+
+def check_class_alpha_spec(alpha) -> AlphaLike:
+    """``alpha`` for a softmax loss object, checked as far as it can be before C is known.
+
+    Returns None, a float in [0, 1], or a tuple of floats in [0, 1] (its length is checked against
+    the logits at the first call, by :func:`check_class_alpha`).
+    """
+    if alpha is None or _is_real_number(alpha):
+        return None if alpha is None else check_class_alpha(alpha, 1)[0]
+    values = None
+    if not isinstance(alpha, (str, bytes, set, frozenset, dict)) and hasattr(alpha, "__len__"):
+        values = alpha.tolist() if hasattr(alpha, "tolist") else list(alpha)
+    if not isinstance(values, list):  # also a 0-d array, whose tolist() is a number
+        raise TypeError(
+            "alpha must be None, a number in [0, 1] or a sequence of per-class weights, "
+            f"got {type(alpha).__name__}"
+        )
+    return check_class_alpha(values, len(values))
