@@ -104,7 +104,9 @@ class PositiveNormalizer:
         90.2
     """
 
-    def __init__(self, momentum: float | None = None, initial: float = 100.0, min_count: float = 1.0, group=None):
+    def __init__(
+        self, momentum: float | None = None, initial: float = 100.0, min_count: float = 1.0, group=None
+    ):
         if momentum is not None:
             if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real):
                 raise TypeError(f"momentum must be a number or None, got {type(momentum).__name__}")
