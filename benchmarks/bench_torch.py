@@ -4,6 +4,8 @@
     python benchmarks/bench_torch.py --sizes 4e6 --reps 15
     python benchmarks/bench_torch.py --quick              # 1e4, 1e5, 1e6
     python benchmarks/bench_torch.py --device cuda --sizes 64e6
+    python benchmarks/bench_torch.py --loss softmax       # the softmax loss (bench_softmax.py), CPU shapes
+    python benchmarks/bench_torch.py --loss all --gpu-sizes --device cuda   # both, at GPU sizes (64M)
 
 Every implementation computes the mean sigmoid focal loss (alpha=0.25, gamma=2) of float32 logits
 against hard 0/1 labels, then its gradient. Compared:
@@ -27,6 +29,10 @@ forward+backward must move (forward reads logits and targets and writes the kept
 reads it and writes the logits' gradient: 20 bytes per float32 element) divided by its time, as a
 fraction of a measured copy on the same device (2 x 4 bytes per element moved). On CUDA that is the
 figure to hold against the copy bandwidth; on a CPU it shows how far the loss is from memory-bound.
+
+``--loss softmax`` (or ``all``) runs the softmax focal loss part, benchmarks/bench_softmax.py: the same
+measurements over segmentation and classification shapes, index and probability targets, against the
+plain formula, kornia and ``F.cross_entropy``.
 """
 
 from __future__ import annotations
@@ -83,7 +89,8 @@ def implementations(fused=True):
     except ImportError as error:
         notes.append(f"blog skipped: focal_ref.blog is not available ({error})")
     else:
-        # as published it takes probabilities (apply the sigmoid first) and hard-codes .cuda(); device= lifts that.
+        # as published it takes probabilities (apply the sigmoid first) and hard-codes .cuda();
+        # device= lifts that.
         impls["blog"] = lambda x, y: BlogFocalLoss(alpha=ALPHA, gamma=2, size_average=True, device=x.device)(
             torch.sigmoid(x), y
         )
@@ -173,7 +180,8 @@ def run(sizes, reps=7, device="cpu", fused=True, out=print, sample_elements=1_00
     threads = torch.get_num_threads() if torch.device(device).type == "cpu" else None
     out(f"device: {_device_name(device)}, torch {torch.__version__}, threads {threads}, float32, reps {reps}")
     rows = []
-    header = f"{'elements':>10}  {'implementation':<16} {'fwd+bwd ms':>11} {'vs torchvision':>15} {'kept B/el':>10}"
+    header = f"{'elements':>10}  {'implementation':<16} {'fwd+bwd ms':>11} {'vs torchvision':>15} "
+    header += f"{'kept B/el':>10}"
     out(header)
     out("-" * len(header))
     for n in sizes:
@@ -181,18 +189,36 @@ def run(sizes, reps=7, device="cpu", fused=True, out=print, sample_elements=1_00
         kept = {name: saved_bytes(fn, x, y) / n for name, fn in impls.items()}
         medians = time_interleaved(impls, x, y, reps, sample_elements)
         for name in impls:
-            row = dict(elements=n, implementation=name, ms=medians[name] * 1e3,
-                       ratio=medians[name] / medians["torchvision"], kept_bytes_per_element=kept[name])
+            row = dict(
+                elements=n,
+                implementation=name,
+                ms=medians[name] * 1e3,
+                ratio=medians[name] / medians["torchvision"],
+                kept_bytes_per_element=kept[name],
+            )
             rows.append(row)
-            out(f"{n:>10.0e}  {name:<16} {row['ms']:>11.2f} {row['ratio']:>14.2f}x {row['kept_bytes_per_element']:>10.2f}")
+            out(
+                f"{n:>10.0e}  {name:<16} {row['ms']:>11.2f} {row['ratio']:>14.2f}x "
+                f"{row['kept_bytes_per_element']:>10.2f}"
+            )
         copy = copy_bandwidth(n, device)  # on CPU too: how far from memory-bound the loss runs there
         for name in ("focal_ref", "focal_ref fused"):
             if name in medians:
-                achieved = MUST_MOVE_BYTES * n / medians[name]
-                out(f"{'':>10}  {name} bandwidth {achieved / 1e9:.1f} GB/s = {achieved / copy:.0%} of a "
-                    f"same-device copy ({copy / 1e9:.1f} GB/s)")
-                rows.append(dict(elements=n, implementation=name, bandwidth=achieved, copy_bandwidth=copy,
-                                 fraction_of_copy=achieved / copy))
+                achieved = MUST_MOVE_BYTES * n / medians[name]  # the least any forward+backward moves
+                out(
+                    f"{'':>10}  {name} bandwidth {achieved / 1e9:.1f} GB/s = {achieved / copy:.0%} of a "
+                    f"same-device copy ({copy / 1e9:.1f} GB/s)"
+                )
+                rows.append(
+                    dict(
+                        elements=n,
+                        implementation=name,
+                        bandwidth=achieved,
+                        copy_bandwidth=copy,
+                        fraction_of_copy=achieved / copy,
+                        must_move_bytes_per_element=MUST_MOVE_BYTES,
+                    )
+                )
     return rows
 
 
@@ -204,22 +230,60 @@ def _device_name(device):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="1e4,1e5,1e6,4e6,1e7", help="comma-separated element counts")
+    parser.add_argument(
+        "--loss",
+        choices=("sigmoid", "softmax", "all"),
+        default="sigmoid",
+        help="which loss to benchmark (default sigmoid; softmax: bench_softmax.py)",
+    )
+    parser.add_argument(
+        "--sizes", default="1e4,1e5,1e6,4e6,1e7", help="comma-separated element counts (sigmoid)"
+    )
+    parser.add_argument(
+        "--gpu-sizes",
+        action="store_true",
+        help="GPU sizes: sigmoid 1e6,16e6,64e6 and the softmax shapes of about 32-64M elements",
+    )
     parser.add_argument("--quick", action="store_true", help="sizes 1e4,1e5,1e6 and 5 rounds")
     parser.add_argument("--reps", type=int, default=7, help="timed rounds per implementation (default 7)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, help="torch.set_num_threads for the CPU run (default: torch's)")
+    parser.add_argument(
+        "--threads", type=int, help="torch.set_num_threads for the CPU run (default: torch's)"
+    )
     parser.add_argument("--no-fused", action="store_true", help="leave out the torch.compile path")
+    parser.add_argument(
+        "--softmax-shapes", help="softmax shapes, e.g. '4x19x128x128,1024x1000' (default: CPU or GPU set)"
+    )
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     sizes = [1e4, 1e5, 1e6] if args.quick else [float(s) for s in args.sizes.split(",")]
+    if args.gpu_sizes:
+        sizes = [1e6, 16e6, 64e6]
     reps = 5 if args.quick else args.reps
-    rows = run([int(s) for s in sizes], reps=reps, device=args.device, fused=not args.no_fused)
+    rows = []
+    if args.loss in ("sigmoid", "all"):
+        rows += [
+            dict(row, loss="sigmoid")
+            for row in run([int(s) for s in sizes], reps=reps, device=args.device, fused=not args.no_fused)
+        ]
+    if args.loss in ("softmax", "all"):
+        import bench_softmax
+
+        shapes = bench_softmax.GPU_SHAPES if args.gpu_sizes else bench_softmax.CPU_SHAPES
+        if args.softmax_shapes:
+            shapes = [tuple(int(d) for d in shape.split("x")) for shape in args.softmax_shapes.split(",")]
+        rows += bench_softmax.run(shapes, reps=reps, device=args.device)
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump(dict(device=_device_name(args.device), torch=torch.__version__, rows=rows), handle, indent=1)
+            meta = dict(
+                device=_device_name(args.device),
+                torch=torch.__version__,
+                reps=reps,
+                date=time.strftime("%Y-%m-%d", time.gmtime()),
+            )
+            json.dump(dict(meta, rows=rows), handle, indent=1)
     return 0
 
 
