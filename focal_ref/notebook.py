@@ -17,11 +17,21 @@ import textwrap
 
 
 def glue(name: str, variable, display: bool = True) -> None:
-    """``myst_nb.glue(name, variable, display)`` when MyST-NB is importable; otherwise show or skip the value."""
+    """``myst_nb.glue(name, variable, display)`` when MyST-NB is importable; otherwise show or skip the value.
+
+    Without MyST-NB (a Colab runtime) nothing pastes the value into the text, so a figure is shown where it
+    is glued even with ``display=False`` (the Colab edition's caption follows that cell); any other value
+    glued with ``display=False`` stays silent.
+
+    Args:
+        name: the key the book's ``{glue:...}`` roles and directives use.
+        variable: the value (a number, a text, a matplotlib figure, ...).
+        display: also show the value as the cell's output.
+    """
     try:
         from myst_nb import glue as myst_glue
     except ImportError:
-        if display:
+        if display or callable(getattr(variable, "savefig", None)):  # a matplotlib figure
             from IPython.display import display as show
 
             show(variable)
