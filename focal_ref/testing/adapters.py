@@ -1,0 +1,232 @@
+"""Adapters: call a loss of another signature, input or alpha convention as the checker expects.
+
+An adapter is ``adapter(fn, logits, targets, *, alpha, gamma) -> loss`` (elementwise for the sigmoid check,
+per sample for the softmax check); pass it as ``adapter=`` with the loss as ``fn``. These are the adapters
+the book uses for the blog post's code and for the peers (Keras's built-ins, kornia). Each imports its
+framework when called, so importing this module needs neither torch nor Keras.
+
+Example::
+
+    from focal_ref.blog import keras_blog
+    from focal_ref.testing import check_sigmoid_focal_loss, adapters
+    report = check_sigmoid_focal_loss(keras_blog.focal_loss_returning, framework="keras",
+                                      adapter=adapters.keras_closure(keras_blog.focal_loss_returning))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+__all__ = [
+    "keras_closure",
+    "torch_per_example",
+    "multilabel_per_example",
+    "multiclass_per_row",
+    "keras_binary_focal_crossentropy",
+    "keras_categorical_focal_crossentropy",
+    "kornia_binary",
+    "kornia_softmax",
+]
+
+Adapter = Callable[..., Any]
+
+
+def keras_closure(make_loss: Callable[..., Any]) -> Adapter:
+    """Adapter for a Keras loss factory ``make_loss(alpha=, gamma=)`` returning ``loss(y_true, y_pred)`` on probabilities.
+
+    This is the blog post's Keras form (:func:`focal_ref.blog.keras_blog.focal_loss`): the adapter applies
+    a sigmoid to the logits and calls the closure with ``(targets, probabilities)``.
+
+    Args:
+        make_loss: the factory.
+
+    Returns:
+        The adapter (``fn`` is ignored: the factory is called).
+
+    Example:
+        >>> callable(keras_closure(lambda alpha, gamma: None))
+        True
+    """
+
+    def adapter(fn: Any, logits: Any, targets: Any, *, alpha: Any, gamma: float) -> Any:
+        import keras
+
+        return make_loss(alpha=alpha, gamma=gamma)(targets, keras.ops.sigmoid(logits))
+
+    return adapter
+
+
+def torch_per_example(device: str | None = "cpu") -> Adapter:
+    """Adapter for a torch loss class taking probabilities, built with ``alpha, gamma, size_average=False, device``.
+
+    The blog post's binary ``FocalLoss`` sums over its batch; the adapter calls it on one probability at a
+    time, so the result is elementwise. ``device=None`` keeps the module's own default (the blog's
+    hard-coded ``.cuda()``).
+
+    Args:
+        device: passed to the class.
+
+    Returns:
+        The adapter; ``fn`` is the class.
+
+    Example:
+        >>> callable(torch_per_example())
+        True
+    """
+
+    def adapter(cls: Any, logits: Any, targets: Any, *, alpha: Any, gamma: float) -> Any:
+        import torch
+
+        criterion = cls(alpha=alpha, gamma=gamma, size_average=False, device=device)
+        p = torch.sigmoid(logits)
+        return torch.stack([criterion(p[i : i + 1], targets[i : i + 1]) for i in range(p.shape[0])])
+
+    return adapter
+
+
+def multilabel_per_example(cls: Any, logits: Any, targets: Any, *, alpha: Any, gamma: float) -> Any:
+    """Adapter for the blog's ``FocalLoss_MultiLabel`` class: one ``(1, 1)`` batch of probabilities per example.
+
+    Args:
+        cls: the class (built with ``alpha, gamma, size_average=False, device="cpu"``).
+        logits: ``(N,)`` logits.
+        targets: ``(N,)`` targets.
+        alpha: the case's alpha.
+        gamma: the case's gamma.
+
+    Returns:
+        The ``(N,)`` elementwise loss.
+    """
+    import torch
+
+    criterion = cls(alpha=alpha, gamma=gamma, size_average=False, device="cpu")
+    p = torch.sigmoid(logits)
+    return torch.stack([criterion(p[i].view(1, 1), targets[i].view(1, 1)) for i in range(p.shape[0])])
+
+
+def multiclass_per_row(cls: Any, gamma_free: bool = False, device: str = "cpu") -> Adapter:
+    """Adapter for the blog's multi-class torch classes ``cls(num_classes, alpha=, use_alpha=, ...)`` on logits.
+
+    The class is built per case (``alpha=None`` means ``use_alpha=False``) and called on one row at a time.
+
+    Args:
+        cls: the class (also passed as ``fn``).
+        gamma_free: True for a class without a ``gamma`` argument (the blog's ``CELoss``).
+        device: passed to the class.
+
+    Returns:
+        The adapter.
+
+    Example:
+        >>> callable(multiclass_per_row(object, gamma_free=True))
+        True
+    """
+
+    def adapter(fn: Any, logits: Any, targets: Any, *, alpha: Any, gamma: float) -> Any:
+        import torch
+
+        kwargs = {} if gamma_free else {"gamma": gamma}
+        criterion = cls(
+            logits.shape[1],
+            alpha=alpha and list(alpha),
+            use_alpha=alpha is not None,
+            size_average=False,
+            device=device,
+            **kwargs,
+        )
+        return torch.stack([criterion(logits[i : i + 1], targets[i : i + 1]) for i in range(logits.shape[0])])
+
+    return adapter
+
+
+def keras_binary_focal_crossentropy(apply_class_balancing: bool) -> Adapter:
+    """Adapter for ``keras.losses.BinaryFocalCrossentropy`` (the class as ``fn``), on logits.
+
+    Keras takes ``(y_true, y_pred)`` and means over the last axis, so each example is given as a ``(1,)``
+    row; its alpha applies only with ``apply_class_balancing=True``.
+
+    Args:
+        apply_class_balancing: passed to the class.
+
+    Returns:
+        The adapter.
+
+    Example:
+        >>> callable(keras_binary_focal_crossentropy(True))
+        True
+    """
+
+    def adapter(cls: Any, logits: Any, targets: Any, *, alpha: Any, gamma: float) -> Any:
+        loss = cls(
+            apply_class_balancing=apply_class_balancing, alpha=alpha, gamma=gamma, from_logits=True, reduction=None
+        )
+        return loss(targets[:, None], logits[:, None])
+
+    return adapter
+
+
+def keras_categorical_focal_crossentropy(cls: Any, logits: Any, targets: Any, *, alpha: Any, gamma: float) -> Any:
+    """Adapter for ``keras.losses.CategoricalFocalCrossentropy`` (the class as ``fn``), on logits.
+
+    Index targets become one-hot; Keras's alpha multiplies every class's term (no ``1 - alpha``), so the
+    checker's per-class weights pass through as a list.
+
+    Args:
+        cls: the class.
+        logits: ``(N, C)`` logits.
+        targets: ``(N,)`` indices or ``(N, C)`` probabilities.
+        alpha: None or C weights.
+        gamma: the case's gamma.
+
+    Returns:
+        The ``(N,)`` per-sample loss.
+    """
+    import keras
+
+    weights = 1.0 if alpha is None else list(alpha)
+    y_true = targets if len(targets.shape) == 2 else keras.ops.one_hot(targets, logits.shape[1])
+    return cls(alpha=weights, gamma=gamma, from_logits=True, reduction=None)(y_true, logits)
+
+
+def kornia_binary(fn: Any, logits: Any, targets: Any, *, alpha: Any, gamma: float) -> Any:
+    """Adapter for ``kornia.losses.binary_focal_loss_with_logits``: kornia wants ``(B, C, *)``, one channel here.
+
+    Args:
+        fn: the kornia function.
+        logits: ``(N,)`` logits.
+        targets: ``(N,)`` targets.
+        alpha: the case's alpha.
+        gamma: the case's gamma.
+
+    Returns:
+        The ``(N,)`` elementwise loss (``reduction="none"``, kornia's default).
+    """
+    return fn(logits[:, None], targets[:, None], alpha=alpha, gamma=gamma)[:, 0]
+
+
+def kornia_softmax(fn: Any, logits: Any, targets: Any, *, alpha: Any, gamma: float) -> Any:
+    """Adapter for ``kornia.losses.focal_loss``: kornia's alpha is one number a, weighting (1 - a, a, ..., a).
+
+    Class 0 is kornia's background. The checker's per-class weights must have that form; kornia returns
+    ``(N, C)`` (0 off the target), summed here over C.
+
+    Args:
+        fn: the kornia function.
+        logits: ``(N, C)`` logits.
+        targets: ``(N,)`` class indices.
+        alpha: None or C weights of the form (1 - a, a, ..., a).
+        gamma: the case's gamma.
+
+    Returns:
+        The ``(N,)`` per-sample loss.
+
+    Raises:
+        ValueError: for per-class weights kornia cannot express.
+    """
+    if alpha is not None:
+        a = alpha[1]
+        if tuple(alpha) != (1.0 - a,) + (a,) * (len(alpha) - 1):
+            raise ValueError("kornia's alpha can only express weights (1 - a, a, ..., a)")
+        alpha = a
+    return fn(logits, targets, alpha=alpha, gamma=gamma).sum(dim=1)

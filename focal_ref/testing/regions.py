@@ -1,0 +1,85 @@
+"""The checker's regions and per-dtype tolerances: what a report's rows are and what "pass" means.
+
+A region is a family of inputs that shows one kind of fault (see :mod:`focal_ref.testing`). The five
+:data:`REGIONS` run by default; :data:`SECOND_DERIVATIVES` is opt-in (``regions=[...]``), since it needs a
+framework that differentiates twice and runs several backward passes per case.
+"""
+
+from __future__ import annotations
+
+MODERATE = "moderate logits"
+SATURATED = "saturated logits"
+SOFT = "soft labels"
+LOW_GAMMA = "gamma < 1 near saturation"
+GRADIENTS = "gradients"
+SECOND_DERIVATIVES = "second derivatives"
+
+#: The regions a check runs by default, in report order.
+REGIONS: tuple[str, ...] = (MODERATE, SATURATED, SOFT, LOW_GAMMA, GRADIENTS)
+#: Regions run only when asked for by name (``regions=[..., SECOND_DERIVATIVES]``).
+OPTIONAL_REGIONS: tuple[str, ...] = (SECOND_DERIVATIVES,)
+#: Every region a check knows.
+ALL_REGIONS: tuple[str, ...] = REGIONS + OPTIONAL_REGIONS
+
+EPS: dict[str, float] = {"float64": 2.0**-52, "float32": 2.0**-23, "float16": 2.0**-10, "bfloat16": 2.0**-7}
+# Below the floor a value is compared in absolute terms: near the subnormal range relative accuracy is lost.
+_FLOOR = {"float64": 2.0**-960, "float32": 2.0**-100, "float16": 2.0**-14, "bfloat16": 2.0**-100}
+_ULPS = {"float64": (64, 128), "float32": (64, 128), "float16": (4, 8), "bfloat16": (4, 8)}
+
+#: dtype name -> (loss rtol, gradient rtol, floor)
+TOLERANCES: dict[str, tuple[float, float, float]] = {
+    name: (_ULPS[name][0] * eps, _ULPS[name][1] * eps, _FLOOR[name]) for name, eps in EPS.items()
+}
+
+#: The float64 reference's second derivative comes from finite differences of its gradient (until the
+#: reference carries its own), accurate to about 1e-9 of the scale; the region's tolerance is at least this.
+SECOND_DERIVATIVE_FLOOR_RTOL = 1e-7
+
+
+def region_tolerance(region: str, dtype: str) -> float:
+    """The rtol a region is held to in ``dtype``.
+
+    Args:
+        region: one of :data:`ALL_REGIONS`.
+        dtype: a key of :data:`TOLERANCES`.
+
+    Returns:
+        The loss tolerance for the loss regions, the gradient tolerance for :data:`GRADIENTS`, and for
+        :data:`SECOND_DERIVATIVES` twice the gradient tolerance, at least
+        :data:`SECOND_DERIVATIVE_FLOOR_RTOL`.
+
+    Raises:
+        KeyError: for an unknown dtype.
+
+    Example:
+        >>> region_tolerance("gradients", "float32") == 128 * 2.0**-23
+        True
+    """
+    loss_rtol, grad_rtol, _ = TOLERANCES[dtype]
+    if region == GRADIENTS:
+        return grad_rtol
+    if region == SECOND_DERIVATIVES:
+        return max(2.0 * grad_rtol, SECOND_DERIVATIVE_FLOOR_RTOL)
+    return loss_rtol
+
+
+def dtype_name(dtype: object) -> str:
+    """The dtype's short name (``"float32"``), from a string, a NumPy, torch or Keras dtype.
+
+    Args:
+        dtype: a float dtype or its name.
+
+    Returns:
+        One of the keys of :data:`TOLERANCES`.
+
+    Raises:
+        ValueError: for any other dtype.
+
+    Example:
+        >>> dtype_name("torch.float16")
+        'float16'
+    """
+    name = str(dtype).split(".")[-1]
+    if name not in EPS:
+        raise ValueError(f"dtype must be one of {tuple(EPS)}, got {dtype!r}")
+    return name
