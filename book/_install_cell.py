@@ -1,6 +1,13 @@
-# Install focal_ref when it is not importable (a fresh Colab runtime); does nothing otherwise.
-# Its [book] extra adds the one package the chapters use that Colab lacks (kornia, a peer to compare with).
-import importlib.util, os, subprocess, sys
+# Install focal_ref if it is missing (a fresh Colab runtime); silent unless pip fails.
+# The [book] extra adds kornia, a peer the chapters compare with that Colab lacks.
+import importlib, importlib.util, os, subprocess, sys
+
 if importlib.util.find_spec("focal_ref") is None:
-    source = os.environ.get("FOCAL_REF_SOURCE", "focal_ref[book] @ git+https://github.com/focal-ref/focal_ref.git")
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", source])
+    src = os.environ.get(
+        "FOCAL_REF_SOURCE",
+        "focal_ref[book] @ git+https://github.com/focal-ref/focal_ref.git")
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", src],
+                         capture_output=True, text=True)
+    if pip.returncode:
+        raise RuntimeError(f"pip install {src!r} failed:\n{pip.stdout}{pip.stderr}")
+    importlib.invalidate_caches()
