@@ -111,7 +111,9 @@ def test_smp_p_t_is_exp_of_minus_bce():
 
 
 def test_toolbelt_softmax_focal_loss_is_not_cross_entropy_at_gamma_zero():
-    module = peers._toolbelt_functional()
+    from focal_ref.peers._adapters import _toolbelt_functional
+
+    module = _toolbelt_functional()
     x = torch.tensor([[0.946, 0.872, 1.94, -1.13, 2.53]])
     t = torch.tensor([4])
     got = float(module.softmax_focal_loss_with_logits(x, t, gamma=0.0, reduction="none")[0])

@@ -1,159 +1,31 @@
-"""An audit of the focal losses people use, run through :mod:`focal_ref.testing` against the reference.
-
-One :class:`Peer` per published function: where it comes from, how its conventions map onto the
-reference's ``fn(logits, targets, *, alpha, gamma) -> per-element (or per-sample) loss``, and which of the
-checker's regions apply. The mapping is explicit, in one adapter per package, so that a verdict measures
-the implementation and not a convention mix-up:
-
-* alpha: the reference's alpha weights the positive class (alpha_t = alpha y + (1-alpha)(1-y)) and
-  ``None`` means no weighting. fvcore turns weighting off with ``alpha=-1``; Keras's
-  ``binary_focal_crossentropy`` only with ``apply_class_balancing=False``; packages without an alpha (or
-  with another meaning of it) are checked at ``alpha=None`` only.
-* reduction: every adapter asks for the unreduced loss; per-class maps (MONAI, kornia) are summed over
-  the class axis to the reference's per-sample softmax loss.
-* probabilities: packages that take probabilities (focal-loss-torch) get ``softmax(logits)`` computed in
-  the checked dtype; what that costs at saturation is part of their API's verdict.
-
-The packages are pinned in ``requirements-audit.txt`` and installed with ``--no-deps`` beside the pinned
-stack. Two of them cannot be imported as packages here: segmentation-models-pytorch and pytorch-toolbelt
-import torchvision (and pytorch-toolbelt OpenCV) at package import, and torchvision does not load beside
-the CPU build of torch 2.13.0. Their loss modules need only torch, so :func:`load_module` imports those
-files with the parents' ``__init__`` skipped. focal-loss (TensorFlow) and focal-loss-torch both install
-a top-level ``focal_loss`` package into the same folder: installed together, ``import focal_loss`` is
-the TensorFlow one and the torch class lives in ``focal_loss.focal_loss``.
-
-Paper: Lin et al., "Focal Loss for Dense Object Detection", https://arxiv.org/abs/1708.02002.
-"""
+"""The published focal losses audited, one :class:`Peer` each, and what was found about each failure."""
 
 from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import importlib.util
-import pathlib
-import sys
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-__all__ = ["PEERS", "Peer", "AuditRow", "audit", "audit_table", "load_module"]
-
-
-def load_module(name: str) -> types.ModuleType:
-    """Import ``name`` with its parent packages as bare namespaces (their ``__init__`` is not run).
-
-    For loss modules that need only torch inside packages whose ``__init__`` imports torchvision or
-    OpenCV. A parent already imported is used as it is.
-    """
-    parts = name.split(".")
-    if parts[0] in sys.modules:  # imported before, or registered as a namespace by an earlier call
-        locations = list(sys.modules[parts[0]].__path__)
-    else:
-        spec = importlib.util.find_spec(parts[0])
-        if spec is None or not spec.submodule_search_locations:
-            raise ModuleNotFoundError(f"No module named {parts[0]!r}")
-        locations = list(spec.submodule_search_locations)
-    path = pathlib.Path(locations[0])
-    for i in range(1, len(parts)):
-        parent = ".".join(parts[:i])
-        if parent not in sys.modules:
-            namespace = types.ModuleType(parent)
-            namespace.__path__ = [str(path)]
-            sys.modules[parent] = namespace
-        path = path / parts[i]
-    return importlib.import_module(name)
-
-
-def _toolbelt_functional() -> types.ModuleType:
-    # pytorch_toolbelt.losses.functional does `from ..utils import pytorch_toolbelt_deprecated`, and
-    # pytorch_toolbelt.utils imports cv2; its `support` module holds that decorator alone.
-    if "pytorch_toolbelt.utils" not in sys.modules:
-        support = load_module("pytorch_toolbelt.utils.support")
-        sys.modules[
-            "pytorch_toolbelt.utils"
-        ].pytorch_toolbelt_deprecated = support.pytorch_toolbelt_deprecated
-    return load_module("pytorch_toolbelt.losses.functional")
-
-
-# ----------------------------------------------------------------------------------------------
-# adapters: adapter(fn, logits, targets, *, alpha, gamma) -> the reference's unreduced loss
-
-
-def _kornia_binary(fn, x, y, *, alpha, gamma):
-    # kornia wants (N, C, *): one channel
-    return fn(x[:, None], y[:, None], alpha=alpha, gamma=gamma, reduction="none")[:, 0]
-
-
-def _fvcore(fn, x, y, *, alpha, gamma):
-    return fn(x, y, alpha=-1 if alpha is None else alpha, gamma=gamma, reduction="none")
-
-
-def _optax(fn, x, y, *, alpha, gamma):
-    import jax
-    import jax.numpy as jnp
-
-    with jax.enable_x64(x.dtype == np.float64):
-        return np.asarray(fn(jnp.asarray(x), jnp.asarray(y), alpha=alpha, gamma=gamma))
-
-
-def _keras_binary(fn, x, y, *, alpha, gamma):
-    from keras import ops
-
-    # one label per sample: (N, 1), the loss is averaged over the last axis of size 1
-    kwargs = {"apply_class_balancing": alpha is not None, "alpha": 0.25 if alpha is None else alpha}
-    out = fn(ops.expand_dims(y, -1), ops.expand_dims(x, -1), gamma=gamma, from_logits=True, **kwargs)
-    return out
-
-
-def _focal_loss_tf_binary(fn, x, y, *, alpha, gamma):
-    return fn(y, x, gamma, from_logits=True)
-
-
-def _monai_sigmoid(fn, x, y, *, alpha, gamma):
-    loss = fn(use_softmax=False, gamma=gamma, alpha=alpha, reduction="none")
-    return loss(x[:, None], y[:, None])[:, 0]
-
-
-def _monai_softmax(fn, x, t, *, alpha, gamma):
-    loss = fn(use_softmax=True, gamma=gamma, to_onehot_y=True, reduction="none")
-    return loss(x, t[:, None]).sum(dim=1)
-
-
-def _kornia_softmax(fn, x, t, *, alpha, gamma):
-    return fn(x, t, alpha=alpha, gamma=gamma, reduction="none").sum(dim=1)
-
-
-def _smp_or_toolbelt_binary(fn, x, y, *, alpha, gamma):
-    return fn(x, y, gamma=gamma, alpha=alpha, reduction="none")
-
-
-def _softmax_with_logits(fn, x, t, *, alpha, gamma):
-    return fn(x, t, gamma=gamma, reduction="none")
-
-
-def _focal_loss_torch(fn, x, t, *, alpha, gamma):
-    import torch
-
-    return fn(gamma=gamma, reduction="none")(torch.softmax(x, dim=-1), t)
-
-
-def _keras_categorical(fn, x, t, *, alpha, gamma):
-    from keras import ops
-
-    # Keras multiplies by a scalar alpha (default 0.25): 1.0 is the reference's alpha=None
-    one_hot = ops.one_hot(t, ops.shape(x)[-1], dtype=x.dtype)
-    return fn(one_hot, x, alpha=1.0, gamma=gamma, from_logits=True)
-
-
-def _focal_loss_tf_sparse(fn, x, t, *, alpha, gamma):
-    return fn(t, x, gamma, from_logits=True)
-
-
-# ----------------------------------------------------------------------------------------------
-# the peers
+from ._adapters import (
+    _focal_loss_tf_binary,
+    _focal_loss_tf_sparse,
+    _focal_loss_torch,
+    _fvcore,
+    _keras_binary,
+    _keras_categorical,
+    _kornia_binary,
+    _kornia_softmax,
+    _monai_sigmoid,
+    _monai_softmax,
+    _optax,
+    _smp_or_toolbelt_binary,
+    _softmax_with_logits,
+    _toolbelt_functional,
+    load_module,
+)
 
 
 @dataclass(frozen=True)
@@ -379,81 +251,6 @@ PEERS: tuple[Peer, ...] = (
 )
 
 
-# ----------------------------------------------------------------------------------------------
-# running the audit
-
-
-@dataclass
-class AuditRow:
-    """One peer's outcome: its report, or why it could not be checked."""
-
-    peer: Peer
-    version: str | None
-    report: Any = None  # a focal_ref.testing.ConformanceReport
-    problem: str | None = None
-
-
-def audit(peers: Sequence[Peer] = PEERS, *, dtype: str = "float32") -> list[AuditRow]:
-    """Check every peer with :mod:`focal_ref.testing` in ``dtype`` and return one row each.
-
-    A peer that cannot be imported (not installed, or Keras not on the TensorFlow backend for the
-    ``"keras"`` framework) gets a row whose ``problem`` says why; nothing is skipped silently.
-    """
-    from . import testing
-
-    rows = []
-    for peer in peers:
-        version = peer.version()
-        if peer.framework == "keras":
-            import keras
-
-            if keras.backend.backend() != "tensorflow":
-                rows.append(AuditRow(peer, version, problem="checked on the TensorFlow backend only"))
-                continue
-        try:
-            fn = peer.load()
-        except Exception as exc:  # an import error of a third-party package is a finding, not a crash
-            rows.append(AuditRow(peer, version, problem=f"cannot import: {type(exc).__name__}: {exc}"))
-            continue
-        check = (
-            testing.check_sigmoid_focal_loss if peer.kind == "sigmoid" else testing.check_softmax_focal_loss
-        )
-        report = check(
-            fn,
-            framework=peer.framework,
-            adapter=peer.adapter,
-            dtype=dtype,
-            alphas=peer.alphas,
-            skip=peer.skip,
-            name=peer.name,
-        )
-        rows.append(AuditRow(peer, version, report=report))
-    return rows
-
-
-def audit_table(rows: Sequence[AuditRow]) -> str:
-    """A Markdown table: package and version against each region's verdict and worst error."""
-    regions: list[str] = []
-    for row in rows:
-        if row.report is not None:
-            for result in row.report.rows:
-                if result.region not in regions:
-                    regions.append(result.region)
-    lines = [
-        "| implementation | version | " + " | ".join(regions) + " |",
-        "|---|---|" + "---|" * len(regions),
-    ]
-    for row in rows:
-        if row.report is None:
-            cells = [row.problem or ""] + [""] * (len(regions) - 1)
-        else:
-            by_region = {r.region: r for r in row.report.rows}
-            cells = [by_region[r].short if r in by_region else "n/a" for r in regions]
-        lines.append(f"| {row.peer.name} | {row.version or 'not installed'} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-# One sentence per failing peer: the mechanism behind its failures. The regions and the minimal inputs
 # come from the reports themselves (``audit``); tests/test_peers_audit.py checks each mechanism directly.
 FINDINGS: dict[str, str] = {
     "fvcore.nn.sigmoid_focal_loss": (
