@@ -254,6 +254,12 @@ def main(argv=None):
     parser.add_argument(
         "--softmax-shapes", help="softmax shapes, e.g. '4x19x128x128,1024x1000' (default: CPU or GPU set)"
     )
+    parser.add_argument(
+        "--sample-elements",
+        type=float,
+        default=1e6,
+        help="below this many elements one timing sample averages several calls (default 1e6)",
+    )
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
     if args.threads:
@@ -266,7 +272,13 @@ def main(argv=None):
     if args.loss in ("sigmoid", "all"):
         rows += [
             dict(row, loss="sigmoid")
-            for row in run([int(s) for s in sizes], reps=reps, device=args.device, fused=not args.no_fused)
+            for row in run(
+                [int(s) for s in sizes],
+                reps=reps,
+                device=args.device,
+                fused=not args.no_fused,
+                sample_elements=int(args.sample_elements),
+            )
         ]
     if args.loss in ("softmax", "all"):
         import bench_softmax
@@ -274,7 +286,9 @@ def main(argv=None):
         shapes = bench_softmax.GPU_SHAPES if args.gpu_sizes else bench_softmax.CPU_SHAPES
         if args.softmax_shapes:
             shapes = [tuple(int(d) for d in shape.split("x")) for shape in args.softmax_shapes.split(",")]
-        rows += bench_softmax.run(shapes, reps=reps, device=args.device)
+        rows += bench_softmax.run(
+            shapes, reps=reps, device=args.device, sample_elements=int(args.sample_elements)
+        )
     if args.json:
         with open(args.json, "w") as handle:
             meta = dict(
