@@ -1,0 +1,207 @@
+"""The detector experiments: their configurations, a parallel runner, provenance and summaries.
+
+Each experiment is a list of :class:`~focal_ref.detection.train.DetectorConfig`; running it gives one
+record per config (its key, the config as a dict, COCO AP, anchor statistics, wall time). The book reads
+the JSON files that ``scripts/run_detection_experiments.py`` writes, and re-runs one record live.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from focal_ref.detection.anchors import AnchorConfig
+from focal_ref.detection.data import SceneConfig
+from focal_ref.detection.train import DetectorConfig, train_detector
+
+_ONE = SceneConfig(canvas=48, objects=(1, 1))
+SETTINGS: dict[str, tuple[SceneConfig, AnchorConfig]] = {
+    # the same 48 px canvas and anchors; from crowded scenes to scenes that mostly hold no object at all
+    "crowded": (SceneConfig(canvas=48, objects=(3, 4), clutter_digits=(0, 1)), AnchorConfig()),
+    "one_object": (_ONE, AnchorConfig()),
+    "sparse": (dataclasses.replace(_ONE, empty=0.67), AnchorConfig()),
+    "sparser": (dataclasses.replace(_ONE, empty=0.9), AnchorConfig()),
+}
+"""The imbalance ladder of the "where FL wins" experiment, in increasing negatives per positive."""
+BAND_OFF_SETTINGS = ("crowded", "sparser")
+"""The settings also run without the ignore band (the two ends of the ladder)."""
+
+WINS_LOSSES: tuple[tuple[float, float], ...] = (
+    (2.0, 0.25),
+    (2.0, 0.5),
+    (0.0, 0.5),
+    (0.0, 0.75),
+    (0.0, 0.9),
+    (0.0, 0.99),
+)
+"""(gamma, alpha) of the "where FL wins" experiment: FL at two alphas, alpha-balanced CE at four."""
+
+GRID_GAMMAS = (0.0, 0.5, 1.0, 2.0, 5.0)
+GRID_ALPHAS = (0.25, 0.5, 0.75, 0.9, 0.99)
+
+
+def wins_configs(
+    seeds: Sequence[int], settings: Iterable[str] = SETTINGS
+) -> list[tuple[dict, DetectorConfig]]:
+    """(key, config) of every run of the "where FL wins" experiment."""
+    runs = []
+    for name in settings:
+        scenes, anchors = SETTINGS[name]
+        for band in (True, False) if name in BAND_OFF_SETTINGS else (True,):
+            for seed in seeds:
+                for gamma, alpha in WINS_LOSSES:
+                    key = {"setting": name, "ignore_band": band, "gamma": gamma, "alpha": alpha, "seed": seed}
+                    runs.append(
+                        (
+                            key,
+                            DetectorConfig(
+                                scenes=scenes,
+                                anchors=anchors,
+                                gamma=gamma,
+                                alpha=alpha,
+                                ignore_band=band,
+                                seed=seed,
+                            ),
+                        )
+                    )
+    return runs
+
+
+def grid_configs(seeds: Sequence[int], setting: str = "one_object") -> list[tuple[dict, DetectorConfig]]:
+    """(key, config) of every run of the gamma x alpha grid on one setting."""
+    scenes, anchors = SETTINGS[setting]
+    return [
+        (
+            {"setting": setting, "gamma": g, "alpha": a, "seed": s},
+            DetectorConfig(scenes=scenes, anchors=anchors, gamma=g, alpha=a, seed=s),
+        )
+        for g in GRID_GAMMAS
+        for a in GRID_ALPHAS
+        for s in seeds
+    ]
+
+
+def _run_one(item: tuple[dict, DetectorConfig]) -> dict:
+    key, config = item
+    result = train_detector(config)
+    result.pop("model")
+    return {"key": key, "config": config.to_dict(), **result}
+
+
+def run_configs(
+    items: Sequence[tuple[dict, DetectorConfig]],
+    jobs: int = 1,
+    progress: Callable[[Iterable], Iterable] | None = None,
+) -> list[dict]:
+    """Train every config (``jobs`` worker processes of one thread each), records in the input order."""
+    if jobs <= 1:
+        it = items if progress is None else progress(items)
+        return [_run_one(item) for item in it]
+    import multiprocessing as mp
+
+    with mp.get_context("fork").Pool(jobs) as pool:
+        it = pool.imap(_run_one, items)
+        return list(it if progress is None else progress(it))
+
+
+def provenance(seeds: Sequence[int], wall_s: float) -> dict:
+    """Command, seeds, package versions, date, machine and wall time of an experiment run."""
+    import pycocotools
+    import sklearn
+    import torch
+
+    try:
+        from importlib.metadata import version
+
+        coco_version = version("pycocotools")
+    except Exception:  # pragma: no cover - metadata missing
+        coco_version = getattr(pycocotools, "__version__", "unknown")
+    return {
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "seeds": list(seeds),
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "scikit-learn": sklearn.__version__,
+            "pycocotools": coco_version,
+        },
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "torch_threads_per_run": 1,
+        },
+        "wall_s": round(wall_s, 1),
+    }
+
+
+def run_experiment(
+    name: str,
+    items: Sequence[tuple[dict, DetectorConfig]],
+    seeds: Sequence[int],
+    out: Path,
+    jobs: int = 1,
+    progress=None,
+) -> dict:
+    """Run ``items``, write ``{"experiment", "provenance", "records"}`` to ``out`` (JSON) and return it."""
+    start = time.perf_counter()
+    records = run_configs(items, jobs, progress)
+    payload = {
+        "experiment": name,
+        "provenance": provenance(seeds, time.perf_counter() - start),
+        "records": records,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=1) + "\n")
+    return payload
+
+
+def mean_ap(records: Sequence[dict], metric: str = "AP", **match) -> tuple[float, float, int]:
+    """Mean and standard deviation over seeds of ``metric`` for the records whose key matches ``match``."""
+    vals = [r[metric] for r in records if all(r["key"].get(k) == v for k, v in match.items())]
+    if not vals:
+        raise KeyError(f"no record matches {match}")
+    return float(np.mean(vals)), float(np.std(vals)), len(vals)
+
+
+def wins_summary(records: Sequence[dict], metric: str = "AP") -> list[dict]:
+    """Per setting and band: FL(2, .25), the best FL alpha, the best CE alpha, and FL - best CE."""
+    rows = []
+    settings = list(dict.fromkeys(r["key"]["setting"] for r in records))
+    for name in settings:
+        for band in (True, False):
+            sub = [r for r in records if r["key"]["setting"] == name and r["key"]["ignore_band"] == band]
+            if not sub:
+                continue
+            by_loss = {}
+            for g, a in dict.fromkeys((r["key"]["gamma"], r["key"]["alpha"]) for r in sub):
+                by_loss[(g, a)] = mean_ap(sub, metric, gamma=g, alpha=a)[0]
+            ce = {a: v for (g, a), v in by_loss.items() if g == 0}
+            fl = {a: v for (g, a), v in by_loss.items() if g == 2}
+            best_ce, best_fl = max(ce, key=ce.get), max(fl, key=fl.get)
+            rows.append(
+                {
+                    "setting": name,
+                    "ignore_band": band,
+                    "neg_per_pos": float(np.mean([r["neg_per_pos"] for r in sub])),
+                    "fl_025": fl[0.25],
+                    "best_fl_alpha": best_fl,
+                    "best_fl": fl[best_fl],
+                    "best_ce_alpha": best_ce,
+                    "best_ce": ce[best_ce],
+                    "gain_fl_025": fl[0.25] - ce[best_ce],
+                    "gain_best_fl": fl[best_fl] - ce[best_ce],
+                }
+            )
+    return rows

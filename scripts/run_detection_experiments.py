@@ -1,0 +1,47 @@
+"""Run the tiny detector's experiments and write their records with provenance to book/tuning/results/.
+
+python scripts/run_detection_experiments.py wins --seeds 0 1 --jobs 2
+python scripts/run_detection_experiments.py grid --seeds 0 1 --jobs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from focal_ref.detection import sweeps
+
+RESULTS = Path(__file__).resolve().parent.parent / "book" / "tuning" / "results"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("experiment", choices=["wins", "grid"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--settings", nargs="+", default=list(sweeps.SETTINGS))
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    if args.experiment == "wins":
+        items = sweeps.wins_configs(args.seeds, args.settings)
+    else:
+        items = sweeps.grid_configs(args.seeds)
+    out = args.out or RESULTS / f"detection_{args.experiment}.json"
+    try:
+        from tqdm.auto import tqdm
+
+        def progress(it):
+            return tqdm(it, total=len(items), desc=args.experiment)
+    except ImportError:  # pragma: no cover
+        progress = None
+    payload = sweeps.run_experiment(
+        args.experiment, items, args.seeds, out, jobs=args.jobs, progress=progress
+    )
+    print(f"wrote {out} ({len(payload['records'])} runs, {payload['provenance']['wall_s']} s)")
+    if args.experiment == "wins":
+        for row in sweeps.wins_summary(payload["records"]):
+            print(row)
+
+
+if __name__ == "__main__":
+    main()
