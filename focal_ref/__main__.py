@@ -47,7 +47,9 @@ def _parser() -> argparse.ArgumentParser:
         help="input dtype (default: float64 for numpy, float32 otherwise)",
     )
     check.add_argument(
-        "--adapter", default=None, help="package.module:function called as adapter(fn, logits, targets, *, alpha, gamma)"
+        "--adapter",
+        default=None,
+        help="package.module:function called as adapter(fn, logits, targets, *, alpha, gamma)",
     )
     check.add_argument(
         "--skip",
@@ -111,7 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # as `python -m` does: modules in the working directory are importable
+        sys.path.insert(
+            0, os.getcwd()
+        )  # as `python -m` does: modules in the working directory are importable
     fn, code = _load(args.target)
     if code:
         return code
@@ -124,7 +128,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     regions = [*REGIONS, *ALL_REGIONS[len(REGIONS) :]] if args.second_derivatives else list(REGIONS)
     try:
         report = check(
-            fn, framework=args.framework, adapter=adapter, dtype=args.dtype, regions=regions, skip=args.skip,
+            fn,
+            framework=args.framework,
+            adapter=adapter,
+            dtype=args.dtype,
+            regions=regions,
+            skip=args.skip,
             name=args.target,
         )
     except (ImportError, ValueError, TypeError) as exc:

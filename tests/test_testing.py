@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,16 +15,17 @@ import focal_ref
 from focal_ref import testing
 from focal_ref.testing import (
     GRADIENTS,
+    LOW_GAMMA,
     MODERATE,
     REGIONS,
     SATURATED,
+    SECOND_DERIVATIVES,
     SOFT,
+    adapters,
     check_sigmoid_focal_loss,
     check_softmax_focal_loss,
     summarize,
 )
-
-
 
 # ----------------------------------------------------------------------------------------------
 # planted faults: each is a correct log-space torch focal loss with ONE thing changed
@@ -41,7 +43,7 @@ def _ce_and_m(x, y):
 
 
 def good_sigmoid(x, y, *, alpha, gamma):
-    """Autograd of the log-space formula, with m**gamma kept away from m = 0 (where its derivative is infinite)."""
+    """Autograd of the log-space formula, m**gamma kept away from m = 0 (where its derivative is infinite)."""
     ce, m = _ce_and_m(x, y)
     positive = m > 0
     factor = torch.where(positive, torch.where(positive, m, 1.0) ** gamma, 0.0**gamma)
@@ -86,12 +88,27 @@ def softmax_clamped(x, t, *, alpha, gamma):
 # passes
 
 
-def test_reference_passes_itself_in_float64():
-    report = check_sigmoid_focal_loss(focal_ref.sigmoid_focal_loss)
-    assert report.passed
+def independent_sigmoid(x, y, *, alpha, gamma):
+    """A float64 NumPy log-space formula written apart from the reference (logaddexp, not its helpers)."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    ce = y * np.logaddexp(0.0, -x) + (1.0 - y) * np.logaddexp(0.0, x)
+    m = y * np.exp(-np.logaddexp(0.0, x)) + (1.0 - y) * np.exp(-np.logaddexp(0.0, -x))
+    return _np_alpha_t(alpha, y) * m**gamma * ce
+
+
+def _np_alpha_t(alpha, y):
+    return 1.0 if alpha is None else alpha * y + (1.0 - alpha) * (1.0 - y)
+
+
+def test_an_independent_float64_formula_passes_and_a_1e_12_error_fails():
+    report = check_sigmoid_focal_loss(independent_sigmoid)
+    assert report.passed, str(report)
     assert report.row(GRADIENTS).status == "skipped"  # NumPy cannot differentiate
-    assert report.row(MODERATE).max_rel_err == 0.0
-    assert check_softmax_focal_loss(focal_ref.softmax_focal_loss).passed
+    assert 0.0 < report.row(MODERATE).max_rel_err < report.row(MODERATE).tolerance  # not 0 by construction
+    off = check_sigmoid_focal_loss(
+        lambda x, y, *, alpha, gamma: independent_sigmoid(x, y, alpha=alpha, gamma=gamma) * (1 + 1e-12)
+    )
+    assert set(off.failed_regions) == {MODERATE, SATURATED, SOFT, LOW_GAMMA}, str(off)
 
 
 def test_good_autograd_loss_passes_every_region():
@@ -122,35 +139,26 @@ def test_focal_ref_keras_passes():
 
 
 def test_keras_closure_returning_none_fails_every_region_with_a_note():
-    import keras
-
     from focal_ref.blog import keras_blog
 
-    def adapter(make_loss, logits, targets, *, alpha, gamma):
-        return make_loss(alpha=alpha, gamma=gamma)(targets, keras.ops.sigmoid(logits))
-
+    adapter = adapters.keras_closure(keras_blog.focal_loss)
     report = check_sigmoid_focal_loss(keras_blog.focal_loss, framework="keras", adapter=adapter)
     assert report.failed_regions == REGIONS
     assert {r.note for r in report.rows} == {"returned None"}
     assert {r.short for r in report.rows} == {"FAIL error"}
 
 
-def _kornia_adapter(fn, logits, targets, *, alpha, gamma):
-    # kornia wants (B, C, *): one channel.
-    return fn(logits[:, None], targets[:, None], alpha=alpha, gamma=gamma)[:, 0]
-
-
 def test_kornia_binary_passes_for_hard_labels_and_differs_on_soft_labels():
     from kornia.losses import binary_focal_loss_with_logits
 
     hard = check_sigmoid_focal_loss(
-        binary_focal_loss_with_logits, framework="torch", adapter=_kornia_adapter, skip=[SOFT]
+        binary_focal_loss_with_logits, framework="torch", adapter=adapters.kornia_binary, skip=[SOFT]
     )
     assert hard.passed, str(hard)
     assert hard.row(SOFT).status == "skipped"
     # With soft labels kornia modulates the two terms separately (t(1-p)^g log p + (1-t) p^g log(1-p)).
     soft = check_sigmoid_focal_loss(
-        binary_focal_loss_with_logits, framework="torch", adapter=_kornia_adapter, regions=[SOFT]
+        binary_focal_loss_with_logits, framework="torch", adapter=adapters.kornia_binary, regions=[SOFT]
     )
     assert soft.failed_regions == (SOFT,)
 
@@ -216,7 +224,9 @@ def test_exception_and_none_are_reported_not_raised():
 
 def test_wrong_shape_is_a_failure():
     report = check_sigmoid_focal_loss(
-        lambda x, y, *, alpha, gamma: focal_ref.sigmoid_focal_loss(x, y, alpha=alpha, gamma=gamma, reduction="mean"),
+        lambda x, y, *, alpha, gamma: focal_ref.sigmoid_focal_loss(
+            x, y, alpha=alpha, gamma=gamma, reduction="mean"
+        ),
         regions=[MODERATE],
     )
     assert report.row(MODERATE).note == "loss has shape (), expected (48,)"
@@ -232,7 +242,16 @@ def test_report_formats_are_deterministic_and_complete():
     assert str(first) == str(second) and first._repr_html_() == second._repr_html_()
     text = str(first)
     assert text.splitlines()[0] == "clamped: sigmoid focal loss, torch float32 -- FAILED"
-    assert text.splitlines()[1].split() == ["region", "cases", "max", "rel", "err", "tolerance", "result", "note"]
+    assert text.splitlines()[1].split() == [
+        "region",
+        "cases",
+        "max",
+        "rel",
+        "err",
+        "tolerance",
+        "result",
+        "note",
+    ]
     for region in REGIONS:
         assert region in text
     assert "7.6e-06" in text  # the float32 loss tolerance, 64 ulp
@@ -242,7 +261,10 @@ def test_report_formats_are_deterministic_and_complete():
 
 
 def test_summary_table_has_one_row_per_report():
-    reports = [check_sigmoid_focal_loss(f, framework="torch", regions=[MODERATE]) for f in (good_sigmoid, alpha_on_negatives)]
+    reports = [
+        check_sigmoid_focal_loss(f, framework="torch", regions=[MODERATE])
+        for f in (good_sigmoid, alpha_on_negatives)
+    ]
     table = summarize(reports, ["good", "wrong alpha"])
     lines = str(table).splitlines()
     assert lines[0].split()[:3] == ["implementation", "moderate", "logits"]
@@ -295,7 +317,12 @@ def clamped(x, y, *, alpha, gamma):
 def _cli(args, cwd):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_ENABLE_ONEDNN_OPTS="0")
     return subprocess.run(
-        [sys.executable, "-m", "focal_ref", "check", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "focal_ref", "check", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -314,3 +341,335 @@ def test_cli_fails_a_planted_fault_and_rejects_bad_names(tmp_path):
     assert saturated and "FAIL" in saturated[0]
     missing = _cli(["planted:nothing_here"], tmp_path)
     assert missing.returncode == 2 and "nothing_here" in missing.stderr
+
+
+# ----------------------------------------------------------------------------------------------
+# the public adapters
+
+
+def test_blog_adapters_run_the_blog_modules_and_show_their_faults():
+    from focal_ref.blog import torch_blog, torch_blog_multiclass
+
+    binary = check_sigmoid_focal_loss(
+        torch_blog.FocalLoss, framework="torch", adapter=adapters.torch_per_example()
+    )
+    assert binary.row(MODERATE).passed and SATURATED in binary.failed_regions, str(binary)
+    multilabel = check_sigmoid_focal_loss(
+        torch_blog.FocalLoss_MultiLabel,
+        framework="torch",
+        adapter=adapters.multilabel_per_example,
+        regions=[MODERATE],
+    )
+    assert multilabel.passed, str(multilabel)
+    multiclass = check_softmax_focal_loss(
+        torch_blog_multiclass.FocalLoss,
+        framework="torch",
+        adapter=adapters.multiclass_per_row(torch_blog_multiclass.FocalLoss),
+        skip=[SOFT],
+    )
+    assert multiclass.row(MODERATE).passed and SATURATED in multiclass.failed_regions, str(multiclass)
+    ce = check_softmax_focal_loss(
+        torch_blog_multiclass.CELoss,
+        framework="torch",
+        gammas=[0.0],
+        regions=[MODERATE],
+        adapter=adapters.multiclass_per_row(torch_blog_multiclass.CELoss, gamma_free=True),
+    )
+    assert ce.passed, str(ce)
+
+
+def test_keras_builtin_adapters_pass_moderate_logits():
+    import keras
+
+    binary = check_sigmoid_focal_loss(
+        keras.losses.BinaryFocalCrossentropy,
+        framework="keras",
+        adapter=adapters.keras_binary_focal_crossentropy(True),
+        regions=[MODERATE],
+    )
+    assert binary.passed, str(binary)
+    # without class balancing Keras ignores alpha: the moderate region shows it
+    unbalanced = check_sigmoid_focal_loss(
+        keras.losses.BinaryFocalCrossentropy,
+        framework="keras",
+        adapter=adapters.keras_binary_focal_crossentropy(False),
+        regions=[MODERATE],
+    )
+    assert unbalanced.failed_regions == (MODERATE,)
+    categorical = check_softmax_focal_loss(
+        keras.losses.CategoricalFocalCrossentropy,
+        framework="keras",
+        adapter=adapters.keras_categorical_focal_crossentropy,
+        regions=[MODERATE],
+    )
+    assert categorical.passed, str(categorical)
+
+
+def test_kornia_softmax_adapter_maps_its_alpha_and_refuses_other_weights():
+    from kornia.losses import focal_loss
+
+    ok = check_softmax_focal_loss(
+        focal_loss,
+        framework="torch",
+        adapter=adapters.kornia_softmax,
+        alphas=[None, (0.75, 0.25, 0.25, 0.25, 0.25)],
+        regions=[MODERATE],
+    )
+    assert ok.passed, str(ok)
+    refused = check_softmax_focal_loss(
+        focal_loss, framework="torch", adapter=adapters.kornia_softmax, regions=[MODERATE]
+    )
+    assert refused.row(MODERATE).note.startswith("raised ValueError: kornia's alpha can only express")
+
+
+# ----------------------------------------------------------------------------------------------
+# checker faults (issue 16): each fails before its fix
+
+
+def test_a_complex_result_fails_instead_of_dropping_its_imaginary_part():
+    def complex_numpy(x, y, *, alpha, gamma):
+        return focal_ref.sigmoid_focal_loss(x, y, alpha=alpha, gamma=gamma) + 0j
+
+    report = check_sigmoid_focal_loss(complex_numpy, regions=[MODERATE])
+    assert report.row(MODERATE).status == "FAIL" and "complex" in report.row(MODERATE).note
+
+    def complex_torch(x, y, *, alpha, gamma):
+        return good_sigmoid(x, y, alpha=alpha, gamma=gamma).to(torch.complex64) * (1 + 1e-3j)
+
+    report = check_sigmoid_focal_loss(complex_torch, framework="torch", regions=[MODERATE, GRADIENTS])
+    assert report.failed_regions == (MODERATE, GRADIENTS), str(report)
+    assert all("complex" in report.row(r).note for r in (MODERATE, GRADIENTS))
+
+
+@pytest.mark.parametrize(
+    "check, kwargs, named",
+    [
+        (check_sigmoid_focal_loss, {"gammas": [2.0, -1.0]}, "gammas"),
+        (check_sigmoid_focal_loss, {"gammas": [float("nan")]}, "gammas"),
+        (check_sigmoid_focal_loss, {"alphas": [1.5]}, "alphas"),
+        (check_sigmoid_focal_loss, {"alphas": [True]}, "alphas"),
+        (check_sigmoid_focal_loss, {"gammas": []}, "gammas"),
+        (check_softmax_focal_loss, {"alphas": [(0.1, 0.2)]}, "alphas"),
+        (check_softmax_focal_loss, {"alphas": [(0.1, 0.2, 0.3, 0.4, 1.2)]}, "alphas"),
+        (check_softmax_focal_loss, {"alphas": [{0.1, 0.2, 0.3, 0.4, 0.5}]}, "alphas"),
+        (check_softmax_focal_loss, {"num_classes": 1}, "num_classes"),
+        (check_softmax_focal_loss, {"regions": ["hessians"]}, "region"),
+    ],
+)
+def test_invalid_checker_arguments_raise_naming_the_argument(check, kwargs, named):
+    calls = []
+    fn = focal_ref.sigmoid_focal_loss if check is check_sigmoid_focal_loss else focal_ref.softmax_focal_loss
+    with pytest.raises(ValueError, match=named):
+        check(lambda *a, **k: calls.append(1) or fn(*a, **k), **kwargs)
+    assert not calls  # raised before the implementation ran: not a finding against it
+
+
+def test_one_softmax_alpha_is_a_weight_for_every_class():
+    seen = []
+
+    def spy(x, t, *, alpha, gamma):
+        seen.append(alpha)
+        return focal_ref.softmax_focal_loss(x, t, alpha=alpha, gamma=gamma)
+
+    report = check_softmax_focal_loss(spy, alphas=[0.25], regions=[MODERATE])
+    assert report.passed, str(report)
+    assert set(seen) == {(0.25,) * 5}
+
+
+def test_a_system_exit_in_the_implementation_is_a_failure_not_the_end_of_the_run():
+    def exits(x, y, *, alpha, gamma):
+        raise SystemExit(0)
+
+    report = check_sigmoid_focal_loss(exits, framework="torch")
+    assert report.failed_regions == REGIONS
+    assert report.row(MODERATE).note == "raised SystemExit: 0"
+
+
+# the torch fault of issue 16: the others-sum of the softmax prob-target gradient by subtraction
+
+
+def _softmax_prob_grad(x, y, gamma, subtract):
+    log_p, u = np.asarray(x), None
+    from focal_ref.testing import _reference_parts
+
+    log_p, u = _reference_parts.log_softmax_parts(x)
+    p = np.exp(log_p)
+    h = np.where(u > 0, -p * np.where(p > 0, log_p, 0.0) / np.where(u > 0, u, 1.0), 1.0)
+    wg = y * u**gamma * (1.0 + gamma * h)
+    if subtract:  # the planted fault: others_j = sum_c wg_c - wg_j
+        others = wg.sum(axis=-1, keepdims=True) - wg
+    else:  # the reference's way, through its public gradient
+        return focal_ref.softmax_focal_loss_grad(x, y, gamma=gamma)
+    return p * others - wg * u
+
+
+class _ProbTargetLoss(torch.autograd.Function):
+    """float64 probability-target softmax focal loss: exact forward, a closed-form backward."""
+
+    @staticmethod
+    def forward(ctx, x, y, gamma, subtract):
+        xs, ys = x.detach().numpy(), y.detach().numpy()
+        ctx.save_for_backward(x, y)
+        ctx.gamma, ctx.subtract = gamma, subtract
+        return torch.from_numpy(focal_ref.softmax_focal_loss(xs, ys, gamma=gamma))
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, y = ctx.saved_tensors
+        grad = _softmax_prob_grad(x.detach().numpy(), y.numpy(), ctx.gamma, ctx.subtract)
+        return grad_out[:, None] * torch.from_numpy(grad), None, None, None
+
+
+def _prob_target_loss(subtract):
+    def fn(x, t, *, alpha, gamma):
+        y = t if t.ndim == 2 else F.one_hot(t, x.shape[1]).to(x.dtype)
+        return _ProbTargetLoss.apply(x, y, gamma, subtract)
+
+    return fn
+
+
+def test_near_one_hot_rows_fail_the_planted_others_subtraction():
+    # the issue's case: float64 logits [35, 0, -1], targets [1 - 1e-12, .5e-12, .5e-12], gamma = 0
+    x = np.array([[35.0, 0.0, -1.0]])
+    y = np.array([[1 - 1e-12, 0.5e-12, 0.5e-12]])
+    faulty, right = _softmax_prob_grad(x, y, 0.0, True), focal_ref.softmax_focal_loss_grad(x, y, gamma=0.0)
+    assert np.max(np.abs(faulty - right)) / np.max(np.abs(right)) > 1e-5  # the fault is real: digits lost
+    kw = dict(framework="torch", dtype="float64", alphas=[None], regions=[SOFT, GRADIENTS])
+    bad = check_softmax_focal_loss(_prob_target_loss(subtract=True), **kw)
+    good = check_softmax_focal_loss(_prob_target_loss(subtract=False), **kw)
+    assert good.passed, str(good)
+    assert bad.failed_regions == (GRADIENTS,), str(bad)
+    assert "soft target [1," in bad.row(GRADIENTS).note and "gamma=0" in bad.row(GRADIENTS).note
+
+
+def test_plain_autograd_of_log_softmax_loses_the_same_digits():
+    """Also torch's own soft-label cross entropy: the near-one-hot rows hold every implementation to them."""
+
+    def cross_entropy(x, t, *, alpha, gamma):
+        return F.cross_entropy(x, t, reduction="none")
+
+    report = check_softmax_focal_loss(
+        cross_entropy,
+        framework="torch",
+        dtype="float64",
+        alphas=[None],
+        gammas=[0.0],
+        regions=[SOFT, GRADIENTS],
+    )
+    assert GRADIENTS in report.failed_regions, str(report)
+    assert "soft target [1," in report.row(GRADIENTS).note
+
+
+# second derivatives (opt-in)
+
+
+def exp_gamma_log_m(x, y, *, alpha, gamma):
+    """(1 - p_t)^gamma as exp(gamma log m): d2 log m / dx2 divides by m^2, which underflows."""
+    ce, m = _ce_and_m(x, y)
+    return _alpha_t(alpha, y) * torch.exp(gamma * torch.log(m)) * ce
+
+
+def zero_hessian(x, y, *, alpha, gamma):
+    """The right loss and gradient with a zero second derivative, as a first-order-only backward gives."""
+    loss = good_sigmoid(x, y, alpha=alpha, gamma=gamma)
+    (grad,) = torch.autograd.grad(loss.sum(), x, retain_graph=True) if x.requires_grad else (None,)
+    if grad is None:
+        return loss
+    return loss.detach() + (x - x.detach()) * grad.detach() + 0.0 * x**2
+
+
+class _FirstOrderOnly(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, y, alpha, gamma):
+        ctx.save_for_backward(x, y)
+        ctx.alpha, ctx.gamma = alpha, gamma
+        return good_sigmoid(x, y, alpha=alpha, gamma=gamma)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, y = ctx.saved_tensors
+        with torch.enable_grad():
+            z = x.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(good_sigmoid(z, y, alpha=ctx.alpha, gamma=ctx.gamma).sum(), z)
+        return grad_out * g, None, None, None
+
+
+def first_order_only(x, y, *, alpha, gamma):
+    return _FirstOrderOnly.apply(x, y, alpha, gamma)
+
+
+def test_second_derivatives_are_opt_in_and_pass_a_good_loss():
+    assert SECOND_DERIVATIVES not in REGIONS
+    assert all(
+        r.region != SECOND_DERIVATIVES for r in check_sigmoid_focal_loss(good_sigmoid, framework="torch").rows
+    )
+    report = check_sigmoid_focal_loss(good_sigmoid, framework="torch", regions=[*REGIONS, SECOND_DERIVATIVES])
+    assert report.passed, str(report)
+    assert report.row(SECOND_DERIVATIVES).cases > 0
+
+
+def test_second_derivatives_of_a_good_softmax_pass():
+    def good_softmax(x, t, *, alpha, gamma):
+        log_p = F.log_softmax(x, 1)
+        w = F.one_hot(t, x.shape[1]).to(x.dtype)
+        if alpha is not None:
+            w = w * torch.tensor(alpha, dtype=x.dtype)
+        u = -torch.expm1(log_p)
+        keep = u > 0
+        factor = torch.where(keep, torch.where(keep, u, 1.0) ** gamma, 0.0**gamma)
+        return -torch.where(w > 0, w * factor * log_p, 0.0).sum(1)
+
+    report = check_softmax_focal_loss(
+        good_softmax, framework="torch", dtype="float64", regions=[SECOND_DERIVATIVES]
+    )
+    assert report.passed, str(report)
+
+
+@pytest.mark.parametrize(
+    "fault, cause, note",
+    [
+        (zero_hessian, "", "second derivative 0,"),
+        (exp_gamma_log_m, "non-finite", "nan second derivative"),
+        (one_minus_sigmoid, "non-finite", "second derivative"),
+        (first_order_only, "error", "no second derivative"),
+    ],
+)
+def test_second_derivative_region_fails_each_planted_fault(fault, cause, note):
+    report = check_sigmoid_focal_loss(
+        fault, framework="torch", regions=[MODERATE, GRADIENTS, SECOND_DERIVATIVES]
+    )
+    assert SECOND_DERIVATIVES in report.failed_regions, str(report)
+    row = report.row(SECOND_DERIVATIVES)
+    assert row.cause == cause and note in row.note, row.note
+    if fault in (
+        zero_hessian,
+        first_order_only,
+    ):  # right values and first derivatives: only this region shows it
+        assert report.row(MODERATE).passed and report.row(GRADIENTS).passed, str(report)
+
+
+def test_numpy_skips_second_derivatives():
+    report = check_sigmoid_focal_loss(independent_sigmoid, regions=[SECOND_DERIVATIVES])
+    assert report.row(SECOND_DERIVATIVES).status == "skipped"
+
+
+# the command line: import failures
+
+
+@pytest.mark.parametrize(
+    "source, error",
+    [("def broken(:\n", "SyntaxError"), ("raise RuntimeError('no GPU here')\n", "RuntimeError")],
+)
+def test_cli_module_that_fails_to_import_exits_3_with_a_message(tmp_path, source, error):
+    (tmp_path / "bad_module.py").write_text(source)
+    done = _cli(["bad_module:fn"], tmp_path)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert f"importing 'bad_module:fn' raised {error}" in done.stderr
+    assert done.stdout == ""
+
+
+def test_cli_implementation_calling_exit_gets_a_report(tmp_path):
+    (tmp_path / "exits.py").write_text("import sys\n\ndef fn(x, y, *, alpha, gamma):\n    sys.exit(0)\n")
+    done = _cli(["exits:fn"], tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "raised SystemExit: 0" in done.stdout

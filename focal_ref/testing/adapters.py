@@ -33,7 +33,7 @@ Adapter = Callable[..., Any]
 
 
 def keras_closure(make_loss: Callable[..., Any]) -> Adapter:
-    """Adapter for a Keras loss factory ``make_loss(alpha=, gamma=)`` returning ``loss(y_true, y_pred)`` on probabilities.
+    """Adapter for a Keras factory ``make_loss(alpha=, gamma=)`` of ``loss(y_true, y_pred)`` on probabilities.
 
     This is the blog post's Keras form (:func:`focal_ref.blog.keras_blog.focal_loss`): the adapter applies
     a sigmoid to the logits and calls the closure with ``(targets, probabilities)``.
@@ -58,7 +58,7 @@ def keras_closure(make_loss: Callable[..., Any]) -> Adapter:
 
 
 def torch_per_example(device: str | None = "cpu") -> Adapter:
-    """Adapter for a torch loss class taking probabilities, built with ``alpha, gamma, size_average=False, device``.
+    """Adapter for a torch loss class on probabilities, built as ``cls(alpha, gamma, size_average, device)``.
 
     The blog post's binary ``FocalLoss`` sums over its batch; the adapter calls it on one probability at a
     time, so the result is elementwise. ``device=None`` keeps the module's own default (the blog's
@@ -86,7 +86,7 @@ def torch_per_example(device: str | None = "cpu") -> Adapter:
 
 
 def multilabel_per_example(cls: Any, logits: Any, targets: Any, *, alpha: Any, gamma: float) -> Any:
-    """Adapter for the blog's ``FocalLoss_MultiLabel`` class: one ``(1, 1)`` batch of probabilities per example.
+    """Adapter for the blog's ``FocalLoss_MultiLabel``: one ``(1, 1)`` batch of probabilities per example.
 
     Args:
         cls: the class (built with ``alpha, gamma, size_average=False, device="cpu"``).
@@ -106,7 +106,7 @@ def multilabel_per_example(cls: Any, logits: Any, targets: Any, *, alpha: Any, g
 
 
 def multiclass_per_row(cls: Any, gamma_free: bool = False, device: str = "cpu") -> Adapter:
-    """Adapter for the blog's multi-class torch classes ``cls(num_classes, alpha=, use_alpha=, ...)`` on logits.
+    """Adapter for the blog's multi-class classes ``cls(num_classes, alpha=, use_alpha=, ...)`` on logits.
 
     The class is built per case (``alpha=None`` means ``use_alpha=False``) and called on one row at a time.
 
@@ -159,14 +159,20 @@ def keras_binary_focal_crossentropy(apply_class_balancing: bool) -> Adapter:
 
     def adapter(cls: Any, logits: Any, targets: Any, *, alpha: Any, gamma: float) -> Any:
         loss = cls(
-            apply_class_balancing=apply_class_balancing, alpha=alpha, gamma=gamma, from_logits=True, reduction=None
+            apply_class_balancing=apply_class_balancing,
+            alpha=alpha,
+            gamma=gamma,
+            from_logits=True,
+            reduction=None,
         )
         return loss(targets[:, None], logits[:, None])
 
     return adapter
 
 
-def keras_categorical_focal_crossentropy(cls: Any, logits: Any, targets: Any, *, alpha: Any, gamma: float) -> Any:
+def keras_categorical_focal_crossentropy(
+    cls: Any, logits: Any, targets: Any, *, alpha: Any, gamma: float
+) -> Any:
     """Adapter for ``keras.losses.CategoricalFocalCrossentropy`` (the class as ``fn``), on logits.
 
     Index targets become one-hot; Keras's alpha multiplies every class's term (no ``1 - alpha``), so the
@@ -190,7 +196,7 @@ def keras_categorical_focal_crossentropy(cls: Any, logits: Any, targets: Any, *,
 
 
 def kornia_binary(fn: Any, logits: Any, targets: Any, *, alpha: Any, gamma: float) -> Any:
-    """Adapter for ``kornia.losses.binary_focal_loss_with_logits``: kornia wants ``(B, C, *)``, one channel here.
+    """Adapter for ``kornia.losses.binary_focal_loss_with_logits``: kornia wants ``(B, C, *)``; one channel.
 
     Args:
         fn: the kornia function.

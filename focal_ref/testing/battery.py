@@ -91,7 +91,7 @@ def sigmoid_battery(seed: int, alphas: Sequence[Any], gammas: Sequence[float], s
     Example:
         >>> b = sigmoid_battery(0, (0.25,), (2.0,))
         >>> sorted(len(b[r]) for r in b)
-        [1, 1, 1, 1, 4, 6]
+        [0, 1, 1, 1, 3, 3]
     """
     rng = np.random.default_rng(seed)
     x_mod = np.clip(rng.normal(0.0, 1.5, 48), -3.0, 3.0)
@@ -102,7 +102,9 @@ def sigmoid_battery(seed: int, alphas: Sequence[Any], gammas: Sequence[float], s
     near = np.array(NEAR_ONE_HOT)
     near_y = np.concatenate([near, 1.0 - near])
     near_x = np.array((-35.0, -20.0, -5.0, 5.0, 20.0, 35.0))
-    x_soft = np.concatenate([rng.normal(0.0, 3.0, 40), [-40.0, -17.0, 17.0, 40.0], np.repeat(near_x, near_y.size)])
+    x_soft = np.concatenate(
+        [rng.normal(0.0, 3.0, 40), [-40.0, -17.0, 17.0, 40.0], np.repeat(near_x, near_y.size)]
+    )
     y_soft = np.concatenate([rng.uniform(0.02, 0.98, 40), [0.3, 0.7, 0.3, 0.7], np.tile(near_y, near_x.size)])
     low = np.array(LOW_GAMMA_LOGITS)
     x_low = np.concatenate([low, -low, low, -low])
@@ -142,7 +144,7 @@ def _near_one_hot_rows(c: int) -> tuple[np.ndarray, np.ndarray]:
 def softmax_battery(
     seed: int, num_classes: int, alphas: Sequence[Any], gammas: Sequence[float], soft: bool = True
 ) -> Battery:
-    """``{region: [(x, t, alpha, gamma), ...]}``: ``(N, C)`` logits, indices ``(N,)`` or probabilities ``(N, C)``.
+    """``{region: [(x, t, alpha, gamma), ...]}``: ``(N, C)`` logits; ``(N,)`` indices or ``(N, C)`` targets.
 
     Args:
         seed: seed of the random part.
@@ -206,7 +208,9 @@ def _class_weights(x: np.ndarray, targets: np.ndarray, alpha: Sequence[float] | 
     return w if alpha is None else w * np.asarray(alpha, dtype=np.float64)
 
 
-def softmax_grad_scale(x: np.ndarray, targets: np.ndarray, alpha: Sequence[float] | None, gamma: float) -> np.ndarray:
+def softmax_grad_scale(
+    x: np.ndarray, targets: np.ndarray, alpha: Sequence[float] | None, gamma: float
+) -> np.ndarray:
     """The scale of a softmax gradient's error, shape of ``x`` (class axis last).
 
     With w_c = y_c alpha_c, wg_c = w_c u_c^gamma (1 + gamma h_c) (so d loss / d log p_c = -wg_c) and

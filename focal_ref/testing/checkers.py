@@ -1,4 +1,4 @@
-"""The two checks: an elementwise sigmoid focal loss and a per-sample softmax focal loss, against the reference.
+"""The two checks, against the reference: an elementwise sigmoid and a per-sample softmax focal loss.
 
 Both validate their own arguments first (a bad ``gammas`` or ``alphas`` is the caller's mistake, raised as
 ``ValueError`` naming the argument, never reported as a fault of the implementation), build the battery
@@ -53,10 +53,14 @@ def _check_binary_alphas(alphas: Iterable[Any]) -> tuple[float | None, ...]:
     out = tuple(alphas) if not isinstance(alphas, (str, bytes)) else (alphas,)
     if not out:
         raise ValueError("alphas must not be empty")
-    return tuple(None if a is None else _unit(a, f"each entry of alphas (got alphas={list(out)!r})") for a in out)
+    return tuple(
+        None if a is None else _unit(a, f"each entry of alphas (got alphas={list(out)!r})") for a in out
+    )
 
 
-def _check_class_alphas(alphas: Iterable[Any] | None, num_classes: int) -> tuple[tuple[float, ...] | None, ...]:
+def _check_class_alphas(
+    alphas: Iterable[Any] | None, num_classes: int
+) -> tuple[tuple[float, ...] | None, ...]:
     if alphas is None:
         weights = tuple(round(0.1 + 0.8 * c / max(num_classes - 1, 1), 2) for c in range(num_classes))
         return (None, weights)
@@ -75,7 +79,7 @@ def _check_class_alphas(alphas: Iterable[Any] | None, num_classes: int) -> tuple
             a = tuple(a)
             if len(a) != num_classes:
                 raise ValueError(
-                    f"each per-class entry of alphas must have num_classes={num_classes} weights, got {len(a)}"
+                    f"each per-class entry of alphas needs num_classes={num_classes} weights, got {len(a)}"
                 )
             result.append(tuple(_unit(v, "each per-class weight in alphas") for v in a))
     return tuple(result)
@@ -92,7 +96,7 @@ def _normalize_regions(regions: Iterable[str] | None, skip: Iterable[str] | None
 
 def _name_of(fn: Any) -> str:
     module = getattr(fn, "__module__", None)
-    qualname = getattr(fn, "__qualname__", None) or getattr(type(fn), "__qualname__", repr(fn))
+    qualname = str(getattr(fn, "__qualname__", None) or getattr(type(fn), "__qualname__", repr(fn)))
     return f"{module}.{qualname}" if module else qualname
 
 
@@ -102,17 +106,37 @@ def _call(fn: Any, adapter: Adapter | None, logits: Any, targets: Any, alpha: An
     return adapter(fn, logits, targets, alpha=alpha, gamma=gamma)
 
 
-def _loss(tally: Tally, fw: Framework, call: Callable[[Any], Any], xt: Any, want: np.ndarray, floor: float, describe: Callable[[int], str]) -> None:
+def _loss(
+    tally: Tally,
+    fw: Framework,
+    call: Callable[[Any], Any],
+    xt: Any,
+    want: np.ndarray,
+    floor: float,
+    describe: Callable[[int], str],
+) -> None:
     out = call(xt)
     if out is None:
         raise CheckFailure("returned None")
     tally.compare(fw.to_numpy(out), want, np.abs(want), floor, describe, "loss")
 
 
-def _report(fn: Any, name: str | None, kind: str, fw: Framework, dtype: str, battery: bat.Battery, chosen: tuple[str, ...], run_case: Any) -> ConformanceReport:
+def _report(
+    fn: Any,
+    name: str | None,
+    kind: str,
+    fw: Framework,
+    dtype: str,
+    battery: bat.Battery,
+    chosen: tuple[str, ...],
+    run_case: Any,
+) -> ConformanceReport:
     skipped = {}
     if not fw.can_differentiate:
-        skipped = {GRADIENTS: f"{fw.name} cannot differentiate", SECOND_DERIVATIVES: f"{fw.name} cannot differentiate"}
+        skipped = {
+            GRADIENTS: f"{fw.name} cannot differentiate",
+            SECOND_DERIVATIVES: f"{fw.name} cannot differentiate",
+        }
     rows = run_regions(battery, chosen, dtype, run_case, skipped)
     return ConformanceReport(name or _name_of(fn), kind, fw.name, dtype, rows)
 
@@ -186,7 +210,9 @@ def check_sigmoid_focal_loss(
         if region == GRADIENTS:
             _, grad = fw.value_and_grad(call, xt)
             want = focal_ref.sigmoid_focal_loss_grad(xs, ys, **kw)
-            tally.compare(grad, want, bat.sigmoid_grad_scale(xs, ys, alpha, gamma), floor, describe, "gradient")
+            tally.compare(
+                grad, want, bat.sigmoid_grad_scale(xs, ys, alpha, gamma), floor, describe, "gradient"
+            )
         elif region == SECOND_DERIVATIVES:
             (got,) = fw.second_derivatives(call, xt, [np.ones(xs.shape)])
             want = bat.sigmoid_second_derivative(xs, ys, alpha, gamma)
@@ -267,7 +293,9 @@ def check_softmax_focal_loss(
 
         def describe(i: int) -> str:
             n = i // per_row
-            target = "soft target [" + ", ".join(num(v) for v in ts[n]) + "]" if is_soft else f"target={int(t[n])}"
+            target = (
+                "soft target [" + ", ".join(num(v) for v in ts[n]) + "]" if is_soft else f"target={int(t[n])}"
+            )
             row = "[" + ", ".join(num(v) for v in xs[n]) + "]"
             where = f", class {(i % per_row) // (per_row // c)}" if per_row > 1 else ""
             return f"logits={row}{where}, {target}, {alpha_text(alpha)}, gamma={num(gamma)}"
@@ -279,7 +307,9 @@ def check_softmax_focal_loss(
         if region == GRADIENTS:
             _, grad = fw.value_and_grad(call, xt)
             want = focal_ref.softmax_focal_loss_grad(xs, ts, **kw)
-            tally.compare(grad, want, bat.softmax_grad_scale(xs, ts, alpha, gamma), floor, describe, "gradient")
+            tally.compare(
+                grad, want, bat.softmax_grad_scale(xs, ts, alpha, gamma), floor, describe, "gradient"
+            )
         elif region == SECOND_DERIVATIVES:
             directions = [np.broadcast_to(np.eye(c)[k], xs.shape).copy() for k in range(c)]
             got = np.stack(fw.second_derivatives(call, xt, directions), axis=-1)

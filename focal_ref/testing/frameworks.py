@@ -219,7 +219,9 @@ class _Keras(Framework):
             value, vjp = jax.vjp(call, z)
             return vjp(jnp.ones_like(value))[0]
 
-        return [self.to_numpy(jax.jvp(grad_fn, (x,), (jnp.asarray(v, dtype=x.dtype),))[1]) for v in directions]
+        return [
+            self.to_numpy(jax.jvp(grad_fn, (x,), (jnp.asarray(v, dtype=x.dtype),))[1]) for v in directions
+        ]
 
 
 def make_framework(name: str) -> Framework:

@@ -1,4 +1,4 @@
-"""Loading a callable by name, for the command line (``python -m focal_ref check package.module:function``)."""
+"""Loading a callable by name, for ``python -m focal_ref check package.module:function``."""
 
 from __future__ import annotations
 

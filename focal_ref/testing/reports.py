@@ -63,7 +63,7 @@ def text_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
 
     def line(r: Sequence[object]) -> str:
-        return "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
+        return "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)).rstrip()
 
     return "\n".join([line(header), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
 
@@ -257,7 +257,7 @@ class SummaryTable:
         regions = [r.region for r in self.reports[0].rows] if self.reports else []
         header = ("implementation", *regions, "verdict")
         rows = []
-        for label, report in zip(self.labels, self.reports):
+        for label, report in zip(self.labels, self.reports, strict=True):
             cells = [report.row(region).short for region in regions]
             rows.append((label, *cells, "passed" if report.passed else "FAILED"))
         return header, rows
