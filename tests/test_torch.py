@@ -7,6 +7,9 @@ import pytest
 import torch
 
 import focal_ref as ref
+import focal_ref._torch_autograd as ag
+import focal_ref._torch_fused as fused_mod
+import focal_ref._torch_kernels as kern
 import focal_ref.torch as ft
 from cases import ALPHAS, GAMMAS, sigmoid_cases, softmax_cases
 
@@ -254,9 +257,11 @@ def test_saturated_float32_is_exact_in_log_space():
 # memory: what backward keeps
 
 
-def _saved_bytes(fn, *inputs):
-    """Bytes autograd keeps for backward, excluding the inputs themselves; each storage counted once."""
-    input_storages = {t.untyped_storage().data_ptr() for t in inputs}
+def _saved_bytes(fn, *inputs, targets=None):
+    """Bytes autograd keeps for backward, excluding the inputs and the targets themselves (held by
+    reference, never copied: the caller holds them); each storage counted once."""
+    excluded = list(inputs) + ([] if targets is None else [targets])
+    input_storages = {t.untyped_storage().data_ptr() for t in excluded}
     seen = {}
 
     def pack(tensor):
@@ -288,13 +293,13 @@ def test_saved_bytes_per_element(dtype, per_element):
     n = 12_345
     x = torch.randn(n, dtype=dtype, requires_grad=True)
     y = (torch.rand(n) < 0.3).to(dtype)
-    assert _saved_bytes(lambda v: ft.sigmoid_focal_loss(v, y, reduction="mean"), x) == per_element * n
-    assert _saved_bytes(lambda v: ft.sigmoid_focal_loss(v, y, gamma=0.5, alpha=None).sum(), x) == per_element * n
+    assert _saved_bytes(lambda v: ft.sigmoid_focal_loss(v, y, reduction="mean"), x, targets=y) == per_element * n
+    assert _saved_bytes(lambda v: ft.sigmoid_focal_loss(v, y, gamma=0.5, alpha=None).sum(), x, targets=y) == per_element * n
     logits = torch.randn(n // 5, 5, dtype=dtype, requires_grad=True)
     index = torch.randint(0, 5, (n // 5,))
-    assert _saved_bytes(lambda v: ft.softmax_focal_loss(v, index, reduction="mean"), logits) == per_element * logits.numel()
+    assert _saved_bytes(lambda v: ft.softmax_focal_loss(v, index, reduction="mean"), logits, targets=index) == per_element * logits.numel()
     soft = torch.softmax(torch.randn(n // 5, 5), 1).to(dtype)
-    assert _saved_bytes(lambda v: ft.softmax_focal_loss(v, soft, reduction="sum"), logits) == per_element * logits.numel()
+    assert _saved_bytes(lambda v: ft.softmax_focal_loss(v, soft, reduction="sum"), logits, targets=soft) == per_element * logits.numel()
 
 
 def test_torchvision_formula_keeps_about_24_bytes_per_element():
@@ -303,7 +308,7 @@ def test_torchvision_formula_keeps_about_24_bytes_per_element():
     y = (torch.rand(n) < 0.3).float()
     kept = _saved_bytes(_torchvision_formula, x, y) / n
     assert 20 <= kept <= 32, kept  # p, 1-p, p_t's pieces, (1-p_t), its power, ce, alpha_t
-    assert _saved_bytes(lambda v: ft.sigmoid_focal_loss(v, y, reduction="mean"), x) / n == 4
+    assert _saved_bytes(lambda v: ft.sigmoid_focal_loss(v, y, reduction="mean"), x, targets=y) / n == 4
 
 
 def test_no_grad_keeps_nothing_and_gives_the_same_loss():
@@ -345,12 +350,17 @@ def test_grad_functions_take_logits_that_require_grad():
                                rtol=1e-13, atol=1e-300)
 
 
-def test_double_backward_raises_clearly():
-    x = torch.randn(5, requires_grad=True)
-    loss = ft.sigmoid_focal_loss(x, torch.rand(5), reduction="sum")
+def test_double_backward_gives_the_second_derivative():
+    """create_graph=True, then backward: the closed-form second derivative (once a RuntimeError)."""
+    x = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    y = torch.rand(5, dtype=torch.float64)
+    loss = ft.sigmoid_focal_loss(x, y, reduction="sum")
     (grad,) = torch.autograd.grad(loss, x, create_graph=True)
-    with pytest.raises(RuntimeError, match="once-differentiable"):
-        grad.sum().backward()
+    grad.sum().backward()
+    eps = 1e-6
+    xd = x.detach()
+    numeric = (ft.sigmoid_focal_loss_grad(xd + eps, y) - ft.sigmoid_focal_loss_grad(xd - eps, y)) / (2 * eps)
+    torch.testing.assert_close(x.grad, numeric, rtol=1e-7, atol=1e-9)
 
 
 def test_upstream_gradient_and_non_contiguous_input():
@@ -418,7 +428,7 @@ def test_half_precision_mean_of_many_elements_does_not_overflow(dtype):
 
 def test_cpu_blocks_sum_as_they_go(monkeypatch):
     """A "mean"/"sum" over CPU blocks is added up block by block, with no loss tensor of the input's size."""
-    monkeypatch.setattr(ft, "_CPU_BLOCK", 1024)
+    monkeypatch.setattr(ag, "CPU_BLOCK", 1024)
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(5000, generator=gen, dtype=torch.float64) * 10
     y = torch.rand(5000, generator=gen, dtype=torch.float64)
@@ -433,10 +443,10 @@ def test_cpu_blocks_sum_as_they_go(monkeypatch):
         scale = 1.0 if reduction == "sum" else 1.0 / 5000
         torch.testing.assert_close(leaf.grad, elementwise.grad * scale, rtol=1e-15, atol=0)
         sizes = []
-        original = ft._sigmoid_kernel
-        monkeypatch.setattr(ft, "_sigmoid_kernel", lambda *a, **k: sizes.append(a[0].numel()) or original(*a, **k))
+        original = kern.sigmoid_kernel
+        monkeypatch.setattr(kern, "sigmoid_kernel", lambda *a, **k: sizes.append(a[0].numel()) or original(*a, **k))
         ft.sigmoid_focal_loss(x, y, reduction=reduction)
-        monkeypatch.setattr(ft, "_sigmoid_kernel", original)
+        monkeypatch.setattr(kern, "sigmoid_kernel", original)
         assert sizes == [1024] * 4 + [904]
 
 
@@ -551,10 +561,10 @@ def test_module_wrappers():
 
 
 @pytest.mark.parametrize("loss_fn, kernel", [
-    (ft.sigmoid_focal_loss, ft._sigmoid_kernel),
-    (ft.binary_focal_loss, ft._binary_kernel),
+    (ft.sigmoid_focal_loss, kern.sigmoid_kernel),
+    (ft.binary_focal_loss, kern.binary_kernel),
     (lambda x, y, **kw: ft.sigmoid_focal_loss_star(x, y, beta=1.5, **kw),
-     lambda x, y, alpha, gamma, need_grad: ft._star_kernel(x, y, alpha, gamma, 1.5, need_grad)),
+     lambda x, y, alpha, gamma, need_grad: kern.star_kernel(x, y, alpha, gamma, 1.5, need_grad)),
 ], ids=["sigmoid", "binary", "star"])
 def test_cpu_blocks_give_the_values_of_one_call(monkeypatch, loss_fn, kernel):
     """Large CPU inputs run the kernel block by block: the same values as one call, any shape and layout.
@@ -562,16 +572,16 @@ def test_cpu_blocks_give_the_values_of_one_call(monkeypatch, loss_fn, kernel):
     Not always the same bits: which elements fall in PyTorch's scalar loop tails (rather than its SIMD
     loops, whose exp/log1p may differ in the last bit) depends on the block boundaries and the layout.
     """
-    monkeypatch.setattr(ft, "_CPU_BLOCK", 1024)  # a multiple of every SIMD loop's stride, as the default is
+    monkeypatch.setattr(ag, "CPU_BLOCK", 1024)  # a multiple of every SIMD loop's stride, as the default is
     gen = torch.Generator().manual_seed(11)
     base = torch.randn(50, 97, generator=gen) * 12
     inputs = base.T  # non-contiguous (97, 50): 4850 elements, 4 full blocks and one of 754
     y = (torch.rand(97, 50, generator=gen) < 0.5).float()
-    if kernel is ft._binary_kernel:
+    if kernel is kern.binary_kernel:
         inputs = torch.sigmoid(inputs / 4)  # probabilities short of 0 and 1, where dFL/dp is finite
-    if kernel is not ft._star_kernel:  # soft labels too (FL* takes hard labels only)
+    if kernel is not kern.star_kernel:  # soft labels too (FL* takes hard labels only)
         y = torch.where(torch.rand(97, 50, generator=gen) < 0.5, y, torch.rand(97, 50, generator=gen))
-    gamma = 2.0 if kernel is ft._star_kernel else 1.5
+    gamma = 2.0 if kernel is kern.star_kernel else 1.5
     leaf = inputs.clone().requires_grad_(True)
     loss = loss_fn(leaf, y, gamma=gamma)
     loss.backward(torch.ones_like(loss))
@@ -583,7 +593,7 @@ def test_cpu_blocks_give_the_values_of_one_call(monkeypatch, loss_fn, kernel):
         torch.testing.assert_close(loss_fn(inputs, y, gamma=gamma), whole_loss, rtol=4e-7, atol=0)
     contiguous = inputs.contiguous()  # same order and SIMD-aligned block boundaries: the same bits
     assert torch.equal(loss_fn(contiguous, y.contiguous(), gamma=gamma), kernel(contiguous, y.contiguous(), 0.25, gamma, need_grad=False)[0])
-    assert _saved_bytes(lambda v: loss_fn(v, y, gamma=gamma, reduction="mean"), leaf) == 4 * leaf.numel()
+    assert _saved_bytes(lambda v: loss_fn(v, y, gamma=gamma, reduction="mean"), leaf, targets=y) == 4 * leaf.numel()
 
 
 def test_fused_path_matches_eager_and_keeps_the_same_tensor():
@@ -600,7 +610,7 @@ def test_fused_path_matches_eager_and_keeps_the_same_tensor():
     loss.backward()
     torch.testing.assert_close(loss, ft.sigmoid_focal_loss(logits, y, reduction="sum"), rtol=1e-6, atol=0)
     torch.testing.assert_close(fused.grad, eager.grad, rtol=1e-5, atol=1e-7)
-    assert _saved_bytes(lambda v: ft.sigmoid_focal_loss(v, y, reduction="mean", fused=True), fused) == 4 * 3000
+    assert _saved_bytes(lambda v: ft.sigmoid_focal_loss(v, y, reduction="mean", fused=True), fused, targets=y) == 4 * 3000
     module = ft.SigmoidFocalLoss(fused=True)
     assert torch.allclose(module(logits, y), ft.sigmoid_focal_loss(logits, y, reduction="mean"), rtol=1e-6)
 
@@ -632,13 +642,13 @@ def test_fused_path_falls_back_to_eager_with_a_warning(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("no C++ compiler")
 
-    monkeypatch.setitem(ft._COMPILED, "sigmoid", broken)
+    monkeypatch.setitem(fused_mod.COMPILED, "sigmoid", broken)
     x, y = torch.randn(50, dtype=torch.float64), torch.rand(50, dtype=torch.float64)
     with pytest.warns(RuntimeWarning, match="fused=True is unavailable") as record:
         loss = ft.sigmoid_focal_loss(x, y, fused=True)
     assert record[0].filename == __file__  # the warning points at the caller's line
     np.testing.assert_allclose(loss.numpy(), ref.sigmoid_focal_loss(x.numpy(), y.numpy()), rtol=1e-13)
-    assert ft._COMPILED["sigmoid"] is False
+    assert fused_mod.COMPILED["sigmoid"] is False
     ft.sigmoid_focal_loss(x, y, fused=True)  # no second warning, no error
 
 

@@ -1,0 +1,274 @@
+"""The autograd machinery of :mod:`focal_ref.torch`: two :class:`torch.autograd.Function` s.
+
+What each path keeps for backward (bytes per element of the input, beyond the input and targets
+themselves, which autograd holds by reference, never copied; counted by
+``torch.autograd.graph.saved_tensors_hooks`` in ``tests/test_torch_autograd.py``):
+
+* **First order, the default** (``backward()``, ``autograd.grad``): the forward pass computes the
+  loss and its derivative D together in closed form and keeps D: 4 B/element in float32 (also for
+  float16/bfloat16 input, computed in float32), 8 in float64. Backward is one multiply, grad * D.
+* **First order, keep="inputs"**: nothing beyond the inputs (0 B/element); backward recomputes D
+  from the logits and targets.
+* **Second order** (``create_graph=True``, ``autograd.functional.hessian``, ``gradgradcheck``, and
+  every ``torch.func`` transform, which differentiate with the graph kept): backward returns grad * D
+  through a second Function, :class:`_FocalBackward`, whose own backward and ``jvp`` use the closed-form
+  second derivative (:mod:`focal_ref._torch_hessian`): diagonal for the elementwise losses, the
+  per-sample Hessian-vector product for the softmax loss. It keeps references to the logits,
+  targets, the incoming gradient and D: no new tensor beyond what the first-order graph has.
+* **Forward mode** (``torch.func.jvp``, ``jacfwd``, ``torch.autograd.forward_ad``): the tangent of the
+  loss is the input tangent times D (summed over the class axis for per-sample losses).
+* **vmap** (``torch.func.vmap``, per-sample gradients): a generated rule (``generate_vmap_rule``).
+
+Third derivatives are autograd of the closed-form second derivative, untested.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional, Tuple
+
+import torch
+
+from . import _torch_hessian as _h
+from . import _torch_kernels as _k
+
+# Elements per block for the elementwise kernels on CPU: a block's ~5 float32 temporaries (5 MiB) stay
+# in cache. On the project's 2-core machine (1 MiB L2 per core, 32 MiB L3) forward+backward at 4M and
+# 10M float32 elements ran 1.3-1.7x faster than in one pass over the whole tensor, best at 256k and
+# within 10% of that from 128k to 512k.
+CPU_BLOCK = 1 << 18
+
+ELEMENTWISE = ("sigmoid", "binary", "star")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Everything but the tensors: which loss, its hyperparameters, and how the Function runs it.
+
+    ``family`` is one of sigmoid, binary, star (elementwise), softmax, categorical (per sample, class
+    axis ``dim``); ``kind`` is "indices" or "probabilities" for the last two. ``summed``: an elementwise
+    loss comes back as its 0-d sum (accumulated in float64). ``keep_grad``: keep D (else recompute it).
+    """
+
+    family: str
+    alpha: Any = None
+    gamma: float = 2.0
+    beta: float = 1.0
+    dim: Optional[int] = None
+    kind: str = "probabilities"
+    ignore_index: Optional[int] = None
+    summed: bool = False
+    keep_grad: bool = True
+    fused: bool = False
+
+
+# ----------------------------------------------------------------------------------------------
+# the kernels, by family
+
+
+def _elementwise_kernel(spec: Spec):
+    if spec.family == "sigmoid":
+        from . import _torch_fused
+
+        kernel = _torch_fused.fused_sigmoid_kernel if spec.fused else _k.sigmoid_kernel
+        return lambda x, y, need_grad: kernel(x, y, spec.alpha, spec.gamma, need_grad=need_grad)
+    if spec.family == "binary":
+        return lambda x, y, need_grad: _k.binary_kernel(x, y, spec.alpha, spec.gamma, need_grad=need_grad)
+    return lambda x, y, need_grad: _k.star_kernel(x, y, spec.alpha, spec.gamma, spec.beta, need_grad=need_grad)
+
+
+def _total(loss: torch.Tensor) -> torch.Tensor:
+    """A 0-d sum that cannot overflow where the mean is finite: float32 losses are summed in float64."""
+    return loss.sum(dtype=torch.float64) if loss.dtype != torch.float64 else loss.sum()
+
+
+def in_cpu_blocks(kernel, x, y, need_grad: bool, summed: bool = False, blocks: bool = True):
+    """``kernel(x, y, need_grad)`` -> (loss, D), block by block on CPU for large inputs.
+
+    The kernels are ~20 elementwise passes. Over a whole large tensor each pass streams it through
+    main memory, and each fresh temporary's pages must be faulted in; over a block that fits in cache
+    neither happens. The formulas are elementwise, so the values are those of one call, up to the
+    last-bit differences PyTorch's SIMD and scalar loops already have. With ``summed`` each block's loss
+    is added up as it is made (in float64). On CUDA blocking would only add launches.
+    """
+    n = x.numel()
+    if not blocks or x.device.type != "cpu" or n <= 2 * CPU_BLOCK:
+        loss, grad = kernel(x, y, need_grad)
+        return (_total(loss) if summed else loss), grad
+    flat_x, flat_y = x.reshape(-1), y.reshape(-1)
+    loss = None if summed else torch.empty_like(flat_x)
+    block_sums = []
+    grad = torch.empty_like(flat_x) if need_grad else None
+    for start in range(0, n, CPU_BLOCK):
+        block = slice(start, start + CPU_BLOCK)
+        block_loss, block_grad = kernel(flat_x[block], flat_y[block], need_grad)
+        if summed:
+            block_sums.append(_total(block_loss))
+        else:
+            loss[block] = block_loss
+        if need_grad:
+            grad[block] = block_grad
+    loss = torch.stack(block_sums).sum() if summed else loss.view(x.shape)
+    return loss, None if grad is None else grad.view(x.shape)
+
+
+def _as_values(spec: Spec, target: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Targets as the kernels take them: class indices as given, anything else in x's dtype.
+
+    The Function keeps the caller's target tensor (no copy), and converts it on use.
+    """
+    return target if spec.kind == "indices" and spec.family not in ELEMENTWISE else target.to(x.dtype)
+
+
+def first_order(spec: Spec, x: torch.Tensor, target: torch.Tensor, need_grad: bool):
+    """(loss, D) of the family's kernel, x already in the compute dtype."""
+    target = _as_values(spec, target, x)
+    if spec.family in ELEMENTWISE:
+        return in_cpu_blocks(_elementwise_kernel(spec), x, target, need_grad, spec.summed, blocks=not spec.fused)
+    if spec.family == "softmax":
+        if spec.kind == "indices":
+            return _k.softmax_index_kernel(x, target, spec.alpha, spec.ignore_index, spec.gamma, spec.dim, need_grad)
+        return _k.softmax_prob_kernel(x, target, spec.alpha, spec.gamma, spec.dim, need_grad)
+    w = _k.dense_weights(target, spec.kind, spec.alpha, spec.ignore_index, x, spec.dim)
+    return _k.categorical_kernel(x, w, spec.gamma, spec.dim, need_grad)
+
+
+def hessian_times(spec: Spec, x: torch.Tensor, target: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """The Hessian of the (per-element or per-sample) loss at x times v; x, v in the compute dtype."""
+    target = _as_values(spec, target, x)
+    if spec.family == "sigmoid":
+        return _h.sigmoid_hess(x, target, spec.alpha, spec.gamma) * v
+    if spec.family == "binary":
+        return _h.binary_hess(x, target, spec.alpha, spec.gamma) * v
+    if spec.family == "star":
+        return _h.star_hess(x, target, spec.alpha, spec.gamma, spec.beta) * v
+    w = _k.dense_weights(target, spec.kind, spec.alpha, spec.ignore_index, x, spec.dim)
+    if spec.family == "softmax":
+        return _h.softmax_hvp(x, w, spec.gamma, spec.dim, v)
+    return _h.categorical_hess(x, w, spec.gamma) * v
+
+
+def _expand(spec: Spec, g: torch.Tensor) -> torch.Tensor:
+    """The loss's incoming gradient, broadcastable to the input's shape."""
+    return g if spec.family in ELEMENTWISE else g.unsqueeze(spec.dim)
+
+
+def _contract(spec: Spec, v: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """sum of v * d over what the loss sums: everything (summed), the class axis, or nothing."""
+    prod = v * d
+    if spec.family in ELEMENTWISE:
+        return _total(prod) if spec.summed else prod
+    return prod.sum(spec.dim)
+
+
+def _derivative(spec: Spec, x: torch.Tensor, target: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """D as kept, or recomputed from the inputs when it was not (keep="inputs", or a missed need)."""
+    if d.shape == x.shape:
+        return d
+    with torch.no_grad():
+        return first_order(spec, x.detach().to(_k.compute_dtype(x.dtype)), target, True)[1]
+
+
+def wants_derivative(x: torch.Tensor) -> bool:
+    """Whether the forward pass may be differentiated: grad mode with an input that requires grad, a
+    torch.func transform, or forward-mode AD."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return True
+    return bool(torch._C._are_functorch_transforms_active()) or torch.autograd.forward_ad._current_level >= 0
+
+
+class _Focal(torch.autograd.Function):
+    """(loss, D) = first_order(x); keeps D (or nothing) and references to the inputs."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: torch.Tensor, target: torch.Tensor, spec: Spec, need_grad: bool):
+        compute = x.to(_k.compute_dtype(x.dtype))
+        loss, d = first_order(spec, compute, target, need_grad and spec.keep_grad)
+        return loss, (compute.new_empty(0) if d is None else d)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, target, spec, _ = inputs
+        loss, d = output
+        ctx.mark_non_differentiable(d)
+        ctx.spec = spec
+        ctx.save_for_backward(x, target, d)
+        ctx.save_for_forward(x, target, d)
+
+    @staticmethod
+    def backward(ctx, grad_loss: torch.Tensor, _grad_d: Optional[torch.Tensor]):
+        x, target, d = ctx.saved_tensors
+        spec = ctx.spec
+        d = _derivative(spec, x, target, d)
+        if torch.is_grad_enabled():  # create_graph, or a torch.func transform: stay differentiable
+            grad = _FocalBackward.apply(x, target, grad_loss, d, spec)
+        else:
+            grad = (_expand(spec, grad_loss.to(d.dtype)) * d).to(x.dtype)
+        return grad, None, None, None
+
+    @staticmethod
+    def jvp(ctx, x_t: Optional[torch.Tensor], *_tangents):
+        x, target, d = ctx.saved_tensors
+        spec = ctx.spec
+        if x_t is None:
+            return None, None
+        d = _derivative(spec, x, target, d)
+        loss_t = _contract(spec, x_t.to(d.dtype), d)
+        return loss_t, None
+
+
+class _FocalBackward(torch.autograd.Function):
+    """grad * D as a differentiable function of (x, grad): its derivatives use the closed-form Hessian."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: torch.Tensor, target: torch.Tensor, grad_loss: torch.Tensor, d: torch.Tensor, spec: Spec):
+        return (_expand(spec, grad_loss.to(d.dtype)) * d).to(x.dtype)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, target, grad_loss, d, spec = inputs
+        ctx.spec = spec
+        ctx.save_for_backward(x, target, grad_loss, d)
+        ctx.save_for_forward(x, target, grad_loss, d)
+
+    @staticmethod
+    def _hvp(ctx, x, target, grad_loss, d, v):
+        spec = ctx.spec
+        compute = x.to(d.dtype)
+        return _expand(spec, grad_loss.to(d.dtype)) * hessian_times(spec, compute, target, v.to(d.dtype))
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        x, target, grad_loss, d = ctx.saved_tensors
+        grad_x = _FocalBackward._hvp(ctx, x, target, grad_loss, d, grad_out).to(x.dtype)
+        grad_g = None
+        if ctx.needs_input_grad[2]:
+            grad_g = _contract(ctx.spec, grad_out.to(d.dtype), d).to(grad_loss.dtype)
+        return grad_x, None, grad_g, None, None
+
+    @staticmethod
+    def jvp(ctx, x_t, _target_t, g_t, _d_t, _spec_t):
+        x, target, grad_loss, d = ctx.saved_tensors
+        out = None
+        if x_t is not None:
+            out = _FocalBackward._hvp(ctx, x, target, grad_loss, d, x_t)
+        if g_t is not None:
+            term = _expand(ctx.spec, g_t.to(d.dtype)) * d
+            out = term if out is None else out + term
+        return None if out is None else out.to(x.dtype)
+
+
+def apply(x: torch.Tensor, target: torch.Tensor, spec: Spec) -> torch.Tensor:
+    """The loss through :class:`_Focal`: elementwise, per sample, or a 0-d sum (``spec.summed``), in the
+    compute dtype (float64 for a summed float32 loss); the callers reduce, then cast."""
+    loss, _ = _Focal.apply(x, target, spec, wants_derivative(x))
+    return loss
+
+
+def kernel_grad(spec: Spec, x: torch.Tensor, target: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(loss, D) without autograd, x detached and in its compute dtype."""
+    return first_order(spec, x.detach().to(_k.compute_dtype(x.dtype)), target, True)

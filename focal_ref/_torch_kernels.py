@@ -1,0 +1,314 @@
+"""First-order kernels of :mod:`focal_ref.torch`: each returns (loss, d loss / d input) in one pass.
+
+The formulas are the reference's (:mod:`focal_ref._reference`), written in torch ops; the math is that
+of Lin et al. 2017, https://arxiv.org/abs/1708.02002. Every kernel takes the input already in its
+compute dtype (float64 or float32) and ``need_grad``; without it the derivative is ``None``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from typing import Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+Pair = Tuple[torch.Tensor, Optional[torch.Tensor]]
+
+# z above which log1p(e^-z) equals e^-z to the last bit in float64 (e^-z < 2^-53 / 2)
+_EXP_TAIL = 40.0
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float64 stays float64; everything else (float32, float16, bfloat16) is computed in float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def scalar(value: float, like: torch.Tensor) -> torch.Tensor:
+    """A 0-d tensor on ``like``'s device, filled there (no host-to-device copy, no sync)."""
+    return torch.full((), value, dtype=like.dtype, device=like.device)
+
+
+def power(base: torch.Tensor, gamma: float, inplace: bool = False) -> Optional[torch.Tensor]:
+    """``base ** gamma`` with the common exponents as products; ``None`` stands for a factor of 1.
+
+    The one helper for the modulating factor m^gamma. A plain power, never exp(gamma log m): its
+    derivatives are taken in closed form elsewhere, so no 0^(gamma-1) appears.
+    """
+    if gamma == 0.0:
+        return None
+    if gamma == 1.0:
+        return base
+    if gamma == 2.0:
+        return base.mul_(base) if inplace else base * base
+    return base.pow_(gamma) if inplace else base.pow(gamma)
+
+
+def _into(op, *args, out: torch.Tensor) -> torch.Tensor:
+    """``op(*args, out=out)``: reuses a dead buffer; a fresh tensor under torch.func (no out= rules)."""
+    if torch.compiler.is_compiling() or torch._C._functorch.is_functorch_wrapped_tensor(out):
+        return op(*args)
+    return op(*args, out=out)
+
+
+def binary_alpha_t(alpha: Optional[float], y: torch.Tensor) -> Optional[torch.Tensor]:
+    """alpha_t = alpha y + (1 - alpha)(1 - y), exact for hard labels; ``None`` for no weighting."""
+    if alpha is None:
+        return None
+    return torch.lerp(scalar(1.0 - alpha, y), scalar(alpha, y), y)
+
+
+def class_weights(alpha: Optional[Sequence[float]], like: torch.Tensor) -> Optional[torch.Tensor]:
+    """Per-class weights as a 1-d tensor on ``like``'s device (``None`` for none)."""
+    if alpha is None:
+        return None
+    return torch.tensor(alpha, dtype=like.dtype).to(like.device, non_blocking=True)
+
+
+def class_view(weights: torch.Tensor, ndim: int, dim: int) -> torch.Tensor:
+    """A 1-d per-class tensor shaped to broadcast along ``dim`` of an ``ndim``-d tensor."""
+    shape = [1] * ndim
+    shape[dim] = weights.shape[0]
+    return weights.view(shape)
+
+
+# ----------------------------------------------------------------------------------------------
+# sigmoid / binary / FL*
+
+
+def sigmoid_kernel(x: torch.Tensor, y: torch.Tensor, alpha: Optional[float], gamma: float, need_grad: bool) -> Pair:
+    """FL and dFL/dx elementwise; the reference's ``sigmoid_focal_loss`` and ``sigmoid_focal_loss_grad``.
+
+    dFL/dx = alpha_t m^gamma [gamma (1-2y) r CE + (p - y)], m = 1 - p_t, r = p(1-p)/m in [0, 1].
+
+    lerp(a, b, y) = (1-y) a + y b is evaluated by PyTorch as a + y (b-a) for y < 1/2 and
+    b - (1-y)(b-a) otherwise, so each mixture below is exact for hard labels and keeps the
+    reference's no-cancellation sums for soft ones. Written for speed as well: five fresh tensors,
+    then in-place work, each buffer reused once its value is no longer needed.
+    """
+    neg_x = torch.neg(x)
+    p, q = torch.sigmoid(x), torch.sigmoid(neg_x)  # q = 1 - p without the subtraction
+    # l = log1p(e^-|x|) serves both logs: -log p = relu(-x) + l, -log(1-p) = relu(x) + l.
+    l = torch.abs(x).neg_().exp_().log1p_()  # noqa: E741
+    # CE = (1-y)(relu(x) + l) + y (relu(-x) + l) = l + lerp(relu(x), relu(-x), y): no cancellation.
+    ce = torch.clamp_min(x, 0.0).lerp_(neg_x.clamp_min_(0.0), y).add_(l)
+    m = _into(torch.lerp, p, q, y, out=l)  # 1 - p_t = (1-y) p + y q, a sum of non-negative terms
+    if need_grad:
+        if gamma != 0.0:
+            # r = p q / m in [0, 1]: the derivative of m^gamma is gamma m^gamma r (1-2y), free of
+            # 0^(gamma-1). 0/0 happens only where m underflowed to 0; there m^gamma = 0 kills the term.
+            s_r = _into(torch.mul, p, q, out=neg_x).div_(m).nan_to_num_(0.0)
+            s_r.addcmul_(y, s_r, value=-2.0)  # (1 - 2y) r
+        p_minus_y = p.lerp_(q.neg_(), y)  # (1-y) p - y q: exact -q for y = 1, no cancellation near p = 1
+    weight = power(m, gamma, inplace=True)
+    if alpha is not None:
+        alpha_t = _into(torch.lerp, scalar(1.0 - alpha, x), scalar(alpha, x), y, out=q)  # exact for hard labels
+        weight = alpha_t if weight is None else alpha_t.mul_(weight)
+    grad = None
+    if need_grad:
+        if gamma != 0.0:
+            p_minus_y.addcmul_(s_r, ce, value=gamma)  # gamma (1-2y) r CE + (p - y)
+        grad = p_minus_y if weight is None else p_minus_y.mul_(weight)
+    loss = ce if weight is None else ce.mul_(weight)
+    return loss, grad
+
+
+def binary_kernel(p: torch.Tensor, y: torch.Tensor, alpha: Optional[float], gamma: float, need_grad: bool) -> Pair:
+    """FL of probabilities and dFL/dp, the reference's ``binary_focal_loss`` taken at face value.
+
+    dFL/dp = alpha_t m^gamma [gamma (1-2y) CE/m + dCE/dp], m = y(1-p) + (1-y)p; CE/m -> 1 where m = 0.
+    Each log term is masked by its weight y alpha_t (or (1-y) alpha_t), as the reference does: a zero
+    weight gives 0 even where the log is -inf (alpha = 1 and p = 1 on a negative). dCE/dp is divided
+    last, so that alpha_t m^gamma y / p stays finite where 1/p alone would overflow (subnormal p).
+    """
+    alpha_t = binary_alpha_t(alpha, y)
+    pos = y > 0 if alpha_t is None else y * alpha_t > 0
+    neg = y < 1 if alpha_t is None else (1.0 - y) * alpha_t > 0
+    log_p = torch.where(pos, torch.log(torch.where(pos, p, 1.0)), 0.0)
+    log_q = torch.where(neg, torch.log1p(torch.where(neg, -p, 0.0)), 0.0)  # exact for small p
+    ce = -(y * log_p + (1.0 - y) * log_q)
+    m = y * (1.0 - p) + (1.0 - y) * p
+    weight = power(m, gamma)
+    if alpha_t is not None:
+        weight = alpha_t if weight is None else alpha_t * weight
+    if weight is None:
+        weight = torch.ones_like(m)
+    loss = (weight * ce).add_(0.0)  # + 0.0 turns the -0.0 of -(0 + 0) into +0.0
+    if not need_grad:
+        return loss, None
+    d_ce = torch.where(pos, -(weight * y) / p, 0.0) + torch.where(neg, (weight * (1.0 - y)) / (1.0 - p), 0.0)
+    if gamma == 0.0:
+        return loss, d_ce
+    ce_over_m = torch.where(m > 0, ce / torch.where(m > 0, m, 1.0), 1.0)
+    return loss, d_ce + gamma * (1.0 - 2.0 * y) * weight * ce_over_m
+
+
+def star_kernel(
+    x: torch.Tensor, y: torch.Tensor, alpha: Optional[float], gamma: float, beta: float, need_grad: bool
+) -> Pair:
+    """FL* = alpha_t softplus(-z)/gamma, z = gamma y' x + beta; dFL*/dx = -alpha_t y' sigmoid(-z).
+
+    Three forms of softplus(-z)/gamma, each where it is accurate: where e^-z is subnormal (z > 87 in
+    float32, 708 in float64), exp(-z - log gamma) (the plain form divides a subnormal by gamma: 5% to 2x
+    off in float32 at gamma = 1e-8, beta = 100); for z < -40, -x_t - beta/gamma + softplus(z)/gamma
+    (finite where gamma x_t overflows, e.g. x = -1e308 in float64); softplus(-z)/gamma between.
+    """
+    sign = torch.lerp(scalar(-1.0, x), scalar(1.0, x), y)  # y' = 2y - 1
+    x_t = sign * x
+    z = x_t * gamma + beta
+    middle = F.logsigmoid(z).mul_(-1.0 / gamma)  # softplus(-z) = -logsigmoid(z), no threshold
+    tail = torch.exp(-z - math.log(gamma))
+    low = (-x_t - beta / gamma) - F.logsigmoid(-z) / gamma
+    subnormal = -math.log(torch.finfo(x.dtype).tiny)
+    loss = torch.where(z > subnormal, tail, torch.where(z < -_EXP_TAIL, low, middle))
+    alpha_t = binary_alpha_t(alpha, y)
+    if alpha_t is not None:
+        loss = loss * alpha_t
+    loss = loss.add_(0.0)
+    if not need_grad:
+        return loss, None
+    grad = torch.sigmoid(-z).mul_(sign).neg_()
+    return loss, grad if alpha_t is None else grad.mul_(alpha_t)
+
+
+# ----------------------------------------------------------------------------------------------
+# softmax / categorical
+
+
+def log_softmax_parts(x: torch.Tensor, dim: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """log p and u = 1 - p along ``dim``, accurate also for the dominant class as p -> 1.
+
+    With k the argmax and s = sum_{c != k} exp(x_c - x_k): log p_k = -log1p(s), 1 - p_k = s/(1+s);
+    x_k - logsumexp(x) would round to 0 long before log p_k underflows. The other classes have
+    p_c <= 1/2, so 1 - p_c = -expm1(log p_c) is accurate. A spread of logits beyond the dtype's range
+    gives log p_c = -inf (its rounded value) and p_c = 0.
+    """
+    k = x.argmax(dim, keepdim=True)
+    shifted = x - x.gather(dim, k)
+    s = shifted.exp().scatter_(dim, k, 0.0).sum(dim, keepdim=True)
+    log_p = shifted.sub_(torch.log1p(s))  # at k: 0 - log1p(s)
+    u = torch.expm1(log_p).neg_().scatter_(dim, k, s / (1.0 + s))
+    return log_p, u
+
+
+def focal_h(p: torch.Tensor, log_p: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """h = -p log p / u in [0, 1], with its limit 1 where u = 0 and 0 where p underflowed to 0."""
+    p_log_p = p * torch.where(p > 0, log_p, 0.0)
+    return torch.where(u > 0, -p_log_p / torch.where(u > 0, u, 1.0), 1.0)
+
+
+def index_weights(
+    index: torch.Tensor, alpha: Optional[Sequence[float]], ignore_index: Optional[int], like: torch.Tensor
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(safe index, alpha_t) for class-index targets: ignored samples get index 0 and weight 0."""
+    safe = index
+    keep = None
+    if ignore_index is not None:
+        keep = index != ignore_index
+        safe = torch.where(keep, index, 0)
+    weights = class_weights(alpha, like)
+    if weights is None:
+        alpha_t = torch.ones(safe.shape, dtype=like.dtype, device=like.device)
+    else:
+        alpha_t = weights[safe]
+    if keep is not None:
+        alpha_t = alpha_t * keep
+    return safe, alpha_t
+
+
+def dense_weights(
+    target: torch.Tensor, kind: str, alpha: Optional[Sequence[float]], ignore_index: Optional[int], like, dim: int
+) -> torch.Tensor:
+    """w_c = y_c alpha_c of the logits' shape, for index or probability targets."""
+    if kind == "indices":
+        safe, alpha_t = index_weights(target, alpha, ignore_index, like)
+        return torch.zeros_like(like).scatter_(dim, safe.unsqueeze(dim), alpha_t.unsqueeze(dim))
+    weights = class_weights(alpha, like)
+    return target if weights is None else target * class_view(weights, like.ndim, dim)
+
+
+def others_sum(values: torch.Tensor, dim: int, signed: bool = False) -> torch.Tensor:
+    """sum_{c != j} values_c for each j, without cancelling next to a one-hot row.
+
+    Not as sum - values_j: that cancels when one class holds nearly all of the sum (a soft target next
+    to one-hot). With k the entry of largest magnitude and rest the sum without it, the result is rest
+    at k and values_k + (rest - values_j) elsewhere (the reference's heaviest-class form; exact for
+    one-hot rows).
+    """
+    k = (values.abs() if signed else values).argmax(dim, keepdim=True)
+    top = values.gather(dim, k)
+    rest = values.scatter(dim, k, 0.0).sum(dim, keepdim=True)
+    return (rest - values).add_(top).scatter_(dim, k, rest)
+
+
+def softmax_index_kernel(
+    x: torch.Tensor,
+    index: torch.Tensor,
+    alpha: Optional[Sequence[float]],
+    ignore_index: Optional[int],
+    gamma: float,
+    dim: int,
+    need_grad: bool,
+) -> Pair:
+    """Class-index targets: FL = -alpha_t u_t^gamma log p_t; dFL/dx_j = p_j wg_t - [j = t] wg_t (p_t + u_t).
+
+    wg_t = alpha_t u_t^gamma (1 + gamma h_t), h_t = -p_t log p_t / u_t in [0, 1] (its limit 1 where
+    u_t = 0): the reference's g_c without 0^(gamma-1). At j = t the reference's p_t * 0 - wg_t u_t.
+    """
+    safe, alpha_t = index_weights(index, alpha, ignore_index, x)
+    log_p, u = log_softmax_parts(x, dim)
+    t = safe.unsqueeze(dim)
+    log_p_t, u_t = log_p.gather(dim, t), u.gather(dim, t)
+    u_gamma = power(u_t, gamma)
+    weight = alpha_t.unsqueeze(dim) if u_gamma is None else u_gamma * alpha_t.unsqueeze(dim)
+    loss = (weight * log_p_t).neg_().add_(0.0).squeeze(dim)
+    if not need_grad:
+        return loss, None
+    if gamma != 0.0:
+        weight = weight * (1.0 + gamma * focal_h(log_p_t.exp(), log_p_t, u_t))
+    grad = log_p.exp_().mul_(weight).scatter_(dim, t, -weight * u_t)
+    return loss, grad
+
+
+def softmax_prob_kernel(
+    x: torch.Tensor, y: torch.Tensor, alpha: Optional[Sequence[float]], gamma: float, dim: int, need_grad: bool
+) -> Pair:
+    """Probability targets, w_c = y_c alpha_c: the reference's softmax_focal_loss(_grad).
+
+    dFL/dx_j = p_j sum_{c != j} w_c g_c - w_j g_j u_j, g_c = u_c^gamma (1 + gamma h_c); the sum over
+    c != j in the heaviest-class form (:func:`others_sum`). Only classes with w_c > 0 enter the loss, so
+    a log p_c of -inf (logit spread beyond the dtype's range) on a zero-weight class gives no NaN.
+    """
+    weights = class_weights(alpha, x)
+    w = y if weights is None else y * class_view(weights, x.ndim, dim)
+    log_p, u = log_softmax_parts(x, dim)
+    u_gamma = power(u, gamma)
+    weight = w if u_gamma is None else w * u_gamma
+    loss = torch.where(w > 0, weight * log_p, 0.0).sum(dim).neg_().add_(0.0)
+    if not need_grad:
+        return loss, None
+    p = log_p.exp()
+    if gamma != 0.0:
+        weight = weight * (1.0 + gamma * focal_h(p, log_p, u))
+    return loss, p.mul_(others_sum(weight, dim)).sub_(weight * u)
+
+
+def categorical_kernel(p: torch.Tensor, w: torch.Tensor, gamma: float, dim: int, need_grad: bool) -> Pair:
+    """-sum_c w_c u_c^gamma log p_c of probabilities (not renormalised) and its derivative per entry.
+
+    d/dp_j = w_j u_j^gamma [gamma log p_j / u_j - 1/p_j], with log p / u -> -1 where u = 0 (p = 1);
+    the 1/p term divided last (finite at subnormal p where the weighted value is).
+    """
+    u = 1.0 - p
+    log_p = torch.where(w > 0, torch.log(torch.where(w > 0, p, 1.0)), 0.0)
+    u_gamma = power(u, gamma)
+    weight = w if u_gamma is None else w * u_gamma
+    loss = (weight * log_p).sum(dim).neg_().add_(0.0)
+    if not need_grad:
+        return loss, None
+    inv = torch.where(w > 0, weight / torch.where(w > 0, p, 1.0), 0.0)
+    if gamma == 0.0:
+        return loss, inv.neg_()
+    log_p_over_u = torch.where(u > 0, log_p / torch.where(u > 0, u, 1.0), -1.0)
+    return loss, torch.where(w > 0, gamma * weight * log_p_over_u, 0.0).sub_(inv)
