@@ -54,8 +54,7 @@ error of a value is |got - want| / max(scale, floor) with the tolerance ``rtol``
   magnitudes of the two terms of component j. Targets within 1e-15 ... 1e-3 of one-hot make the first sum
   tiny; writing it as ``sum - w_j`` cancels and fails here;
 * second derivatives: scale = |reference| + the gradient's scale (sigmoid), or per sample the largest
-  |Hessian entry| + the largest gradient scale (softmax), with a tolerance of twice the gradient's (at
-  least 1e-7 while the reference's Hessian comes from finite differences);
+  |Hessian entry| + the largest gradient scale (softmax), with a tolerance of twice the gradient's;
 * ``floor`` keeps values near the dtype's subnormal range to an absolute test.
 
 Tolerances (``TOLERANCES``): rtol = 64 ulp for float32/float64 losses and 128 ulp for their gradients;

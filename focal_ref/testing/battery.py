@@ -9,9 +9,9 @@ The battery is deterministic for a given seed. Hard regions on purpose:
   dominant class nearly certain (where ``sum - w_j`` cancels; see :func:`softmax_grad_scale`);
 * gamma < 1 where 1 - p_t is tiny or 0.
 
-The reference's second derivative is :func:`focal_ref.sigmoid_focal_loss_hess` /
-:func:`focal_ref.softmax_focal_loss_hessian` when the installed reference has them, otherwise a
-fourth-order central difference of the float64 reference gradient (about 1e-10 of the region's scale).
+The reference's values are its public functions: the losses, their gradients, and the second derivatives
+:func:`focal_ref.sigmoid_focal_loss_hess` and :func:`focal_ref.softmax_focal_loss_hessian`; the error scales
+use :func:`focal_ref.sigmoid_parts` and :func:`focal_ref.log_softmax_parts`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import numpy as np
 
 import focal_ref
 
-from . import _reference_parts as parts
 from .regions import GRADIENTS, LOW_GAMMA, MODERATE, SATURATED, SECOND_DERIVATIVES, SOFT
 
 Case = tuple[np.ndarray, np.ndarray, Any, float]
@@ -193,7 +192,7 @@ def sigmoid_grad_scale(x: np.ndarray, y: np.ndarray, alpha: float | None, gamma:
         >>> float(sigmoid_grad_scale(np.array([0.0]), np.array([1.0]), None, 0.0)[0])
         0.5
     """
-    p, q, ce, m = parts.sigmoid_parts(x, y)
+    p, q, ce, m = focal_ref.sigmoid_parts(x, y)
     r = np.where(m > 0, p * q / np.where(m > 0, m, 1.0), 0.0)
     alpha_t = 1.0 if alpha is None else alpha * y + (1.0 - alpha) * (1.0 - y)
     return alpha_t * m**gamma * (gamma * np.abs(1.0 - 2.0 * y) * r * ce + m)
@@ -236,7 +235,7 @@ def softmax_grad_scale(
         >>> float(softmax_grad_scale(np.zeros((1, 2)), np.array([0]), None, 0.0)[0, 1])
         1.0
     """
-    log_p, u = parts.log_softmax_parts(x)
+    log_p, u = focal_ref.log_softmax_parts(x)
     p = np.exp(log_p)
     p_log_p = p * np.where(p > 0, log_p, 0.0)
     h = np.where(u > 0, -p_log_p / np.where(u > 0, u, 1.0), 1.0)
@@ -253,19 +252,9 @@ def softmax_grad_scale(
 # ----------------------------------------------------------------------------------------------
 # second derivatives of the reference
 
-_STEP = 1e-3
-
-
-def _central(grad_at: Any, x: np.ndarray, direction: np.ndarray) -> np.ndarray:
-    """Fourth-order central difference of ``grad_at`` along ``direction`` (step 1e-3)."""
-    h = _STEP
-    g1 = grad_at(x + h * direction) - grad_at(x - h * direction)
-    g2 = grad_at(x + 2 * h * direction) - grad_at(x - 2 * h * direction)
-    return (8.0 * g1 - g2) / (12.0 * h)
-
 
 def sigmoid_second_derivative(x: np.ndarray, y: np.ndarray, alpha: float | None, gamma: float) -> np.ndarray:
-    """d^2 FL_i / dx_i^2 of the reference, elementwise.
+    """d^2 FL_i / dx_i^2 of the reference, elementwise (:func:`focal_ref.sigmoid_focal_loss_hess`).
 
     Args:
         x: float64 logits.
@@ -277,23 +266,16 @@ def sigmoid_second_derivative(x: np.ndarray, y: np.ndarray, alpha: float | None,
         The second derivative of each element.
 
     Example:
-        >>> round(float(sigmoid_second_derivative(np.array([0.0]), np.array([1.0]), None, 0.0)[0]), 6)
+        >>> float(sigmoid_second_derivative(np.array([0.0]), np.array([1.0]), None, 0.0)[0])
         0.25
     """
-    hess = getattr(focal_ref, "sigmoid_focal_loss_hess", None)
-    if hess is not None:
-        return np.asarray(hess(x, y, alpha=alpha, gamma=gamma), dtype=np.float64)
-
-    def grad_at(z: np.ndarray) -> np.ndarray:
-        return focal_ref.sigmoid_focal_loss_grad(z, y, alpha=alpha, gamma=gamma)
-
-    return _central(grad_at, x, np.ones_like(x))
+    return np.asarray(focal_ref.sigmoid_focal_loss_hess(x, y, alpha=alpha, gamma=gamma), dtype=np.float64)
 
 
 def softmax_second_derivatives(
     x: np.ndarray, targets: np.ndarray, alpha: Sequence[float] | None, gamma: float
 ) -> np.ndarray:
-    """The per-sample Hessian of the reference, ``(N, C, C)``: ``H[n, j, c] = d^2 FL_n / dx_nj dx_nc``.
+    """The per-sample Hessian of the reference, ``(N, C, C)`` (:func:`focal_ref.softmax_focal_loss_hessian`).
 
     Args:
         x: float64 logits ``(N, C)``.
@@ -302,19 +284,12 @@ def softmax_second_derivatives(
         gamma: the gamma of the case.
 
     Returns:
-        The Hessians.
+        ``H[n, j, c] = d^2 FL_n / dx_nj dx_nc``.
 
     Example:
         >>> h = softmax_second_derivatives(np.zeros((1, 2)), np.array([0]), None, 0.0)
-        >>> np.round(h, 6).tolist()
+        >>> h.tolist()
         [[[0.25, -0.25], [-0.25, 0.25]]]
     """
-    hess = getattr(focal_ref, "softmax_focal_loss_hessian", None)
-    if hess is not None:
-        return np.asarray(hess(x, targets, alpha=alpha, gamma=gamma), dtype=np.float64)
-
-    def grad_at(z: np.ndarray) -> np.ndarray:
-        return focal_ref.softmax_focal_loss_grad(z, targets, alpha=alpha, gamma=gamma)
-
-    columns = [_central(grad_at, x, np.eye(x.shape[-1])[c] * np.ones_like(x)) for c in range(x.shape[-1])]
-    return np.stack(columns, axis=-1)
+    hess = focal_ref.softmax_focal_loss_hessian(x, targets, alpha=alpha, gamma=gamma)
+    return np.asarray(hess, dtype=np.float64)
