@@ -29,9 +29,8 @@ def sigmoid_hess(x: torch.Tensor, y: torch.Tensor, alpha: Optional[float], gamma
     gamma > 0 and the value is alpha_t p q for gamma = 0.
     """
     p, q = torch.sigmoid(x), torch.sigmoid(-x)
-    ce = torch.nn.functional.softplus(-x, threshold=1000.0) * y + torch.nn.functional.softplus(
-        x, threshold=1000.0
-    ) * (1.0 - y)
+    l = torch.abs(x).neg_().exp_().log1p_()  # noqa: E741  -log p = relu(-x) + l, -log(1-p) = relu(x) + l
+    ce = torch.clamp_min(x, 0.0).lerp(torch.clamp_min(-x, 0.0), y) + l
     m = torch.lerp(p, q, y)
     pq = p * q
     p_minus_y = torch.lerp(p, -q, y)
