@@ -19,7 +19,7 @@ def main() -> None:
     parser.add_argument("experiment", choices=["wins", "grid"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--jobs", type=int, default=1)
-    parser.add_argument("--settings", nargs="+", default=list(sweeps.SETTINGS))
+    parser.add_argument("--settings", nargs="+", default=list(sweeps.WINS_SETTINGS))
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.experiment == "wins":

@@ -32,6 +32,8 @@ SETTINGS: dict[str, tuple[SceneConfig, AnchorConfig]] = {
     "sparser": (dataclasses.replace(_ONE, empty=0.9), AnchorConfig()),
 }
 """The imbalance ladder of the "where FL wins" experiment, in increasing negatives per positive."""
+WINS_SETTINGS = ("crowded", "one_object", "sparser")
+"""The settings the stored "where FL wins" results were run on (``sparse`` is defined, not run: compute)."""
 BAND_OFF_SETTINGS = ("crowded", "sparser")
 """The settings also run without the ignore band (the two ends of the ladder)."""
 
@@ -101,16 +103,28 @@ def run_configs(
     items: Sequence[tuple[dict, DetectorConfig]],
     jobs: int = 1,
     progress: Callable[[Iterable], Iterable] | None = None,
+    partial: Path | None = None,
 ) -> list[dict]:
-    """Train every config (``jobs`` worker processes of one thread each), records in the input order."""
+    """Train every config (``jobs`` worker processes of one thread each), records in the input order.
+
+    With ``partial``, each record is also appended to that JSON-lines file as soon as it is done.
+    """
+
+    def collect(it: Iterable[dict]) -> list[dict]:
+        out = []
+        for record in it if progress is None else progress(it):
+            out.append(record)
+            if partial is not None:
+                with partial.open("a") as f:
+                    f.write(json.dumps(record) + "\n")
+        return out
+
     if jobs <= 1:
-        it = items if progress is None else progress(items)
-        return [_run_one(item) for item in it]
+        return collect(_run_one(item) for item in items)
     import multiprocessing as mp
 
     with mp.get_context("fork").Pool(jobs) as pool:
-        it = pool.imap(_run_one, items)
-        return list(it if progress is None else progress(it))
+        return collect(pool.imap(_run_one, items))
 
 
 def provenance(seeds: Sequence[int], wall_s: float) -> dict:
@@ -156,7 +170,8 @@ def run_experiment(
 ) -> dict:
     """Run ``items``, write ``{"experiment", "provenance", "records"}`` to ``out`` (JSON) and return it."""
     start = time.perf_counter()
-    records = run_configs(items, jobs, progress)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    records = run_configs(items, jobs, progress, partial=Path("/tmp") / f"{out.stem}.partial.jsonl")
     payload = {
         "experiment": name,
         "provenance": provenance(seeds, time.perf_counter() - start),
