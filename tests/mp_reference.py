@@ -45,18 +45,18 @@ def _alpha_t(alpha, y):
 # sigmoid / binary
 
 
-def sigmoid_fl(x: float, y: float, alpha, gamma: float):
-    """alpha_t (1-p_t)^gamma CE of one logit, literally."""
+def sigmoid_fl(x: float, y: float, alpha, gamma: float, pos_weight: float = 1.0):
+    """alpha_t (1-p_t)^gamma CE of one logit, literally; CE = -[pw y log p + (1-y) log(1-p)] (issue 13)."""
     with mp.workdps(_dps_for(x)):
-        X, Y, G = mpf(x), mpf(y), mpf(gamma)
+        X, Y, G, W = mpf(x), mpf(y), mpf(gamma), mpf(pos_weight)
         p = 1 / (1 + mp.exp(-X))
         pt = p * Y + (1 - p) * (1 - Y)
-        ce = -(Y * mp.log(p) + (1 - Y) * mp.log(1 - p))
+        ce = -(W * Y * mp.log(p) + (1 - Y) * mp.log(1 - p))
         value = _alpha_t(alpha, Y) * (1 - pt) ** G * ce
     return +value  # round to the base precision
 
 
-def sigmoid_fl_grad(x: float, y: float, alpha, gamma: float):
+def sigmoid_fl_grad(x: float, y: float, alpha, gamma: float, pos_weight: float = 1.0):
     """d FL / dx by the chain rule of :func:`sigmoid_fl`; also returns the magnitudes of its two terms.
 
     FL = a (1-p_t)^g CE, dp/dx = p(1-p), dp_t/dx = (2y-1) dp/dx, dCE/dx = -(y/p - (1-y)/(1-p)) dp/dx:
@@ -67,13 +67,13 @@ def sigmoid_fl_grad(x: float, y: float, alpha, gamma: float):
     and the derivative passes through 0, so a float64 result can only be accurate relative to the terms.
     """
     with mp.workdps(_dps_for(x)):
-        X, Y, G = mpf(x), mpf(y), mpf(gamma)
+        X, Y, G, W = mpf(x), mpf(y), mpf(gamma), mpf(pos_weight)
         p = 1 / (1 + mp.exp(-X))
         pt = p * Y + (1 - p) * (1 - Y)
-        ce = -(Y * mp.log(p) + (1 - Y) * mp.log(1 - p))
+        ce = -(W * Y * mp.log(p) + (1 - Y) * mp.log(1 - p))
         dp = p * (1 - p)
         dpt = (2 * Y - 1) * dp
-        dce = -(Y / p - (1 - Y) / (1 - p)) * dp
+        dce = -(W * Y / p - (1 - Y) / (1 - p)) * dp
         a = _alpha_t(alpha, Y)
         first = a * (-G * (1 - pt) ** (G - 1) * dpt * ce) if G != 0 else mpf(0)
         second = a * (1 - pt) ** G * dce
@@ -81,21 +81,54 @@ def sigmoid_fl_grad(x: float, y: float, alpha, gamma: float):
     return +value, +scale
 
 
-def diff_sigmoid_fl(x: float, y: float, alpha, gamma: float):
-    """mpmath's numerical derivative of :func:`sigmoid_fl` (an independent check of the chain rule above)."""
+def diff_sigmoid_fl(x: float, y: float, alpha, gamma: float, n: int = 1, pos_weight: float = 1.0):
+    """mpmath's numerical n-th derivative of :func:`sigmoid_fl` (an independent check of the chain rules)."""
     with mp.workdps(_dps_for(x)):
-        value = mpmath.diff(lambda t: _sigmoid_fl_mp(t, mpf(y), alpha, mpf(gamma)), mpf(x))
+        value = mpmath.diff(lambda t: _sigmoid_fl_mp(t, mpf(y), alpha, mpf(gamma), mpf(pos_weight)), mpf(x), n)
     return +value
 
 
-def _sigmoid_fl_mp(X, Y, alpha, G):
+def _sigmoid_fl_mp(X, Y, alpha, G, W=1):
     p = 1 / (1 + mp.exp(-X))
     pt = p * Y + (1 - p) * (1 - Y)
-    ce = -(Y * mp.log(p) + (1 - Y) * mp.log(1 - p))
+    ce = -(W * Y * mp.log(p) + (1 - Y) * mp.log(1 - p))
     return _alpha_t(alpha, Y) * (1 - pt) ** G * ce
 
 
-def binary_fl(prob: float, y: float, alpha, gamma: float):
+def sigmoid_fl_hess(x: float, y: float, alpha, gamma: float, pos_weight: float = 1.0):
+    """d^2 FL / dx^2 by the literal chain rule in p, with (1-p_t)^(gamma-2) as written; (value, sum of |terms|).
+
+    FL = a A CE with A = (1-p_t)^g: FL'' = a [A'' CE + 2 A' CE' + A CE''], p' = p(1-p), p'' = p'(1-2p),
+    p_t' = (2y-1) p', A' = -g (1-p_t)^(g-1) p_t', A'' = g(g-1)(1-p_t)^(g-2) p_t'^2 - g (1-p_t)^(g-1) p_t'',
+    CE' = -(W y/p - (1-y)/(1-p)) p', CE'' = (W y/p^2 + (1-y)/(1-p)^2) p'^2 - (W y/p - (1-y)/(1-p)) p''.
+    Here 1 - p_t > 0 exactly (the precision resolves it), so the negative powers are harmless.
+    """
+    with mp.workdps(_dps_for(x)):
+        X, Y, G, W = mpf(x), mpf(y), mpf(gamma), mpf(pos_weight)
+        p = 1 / (1 + mp.exp(-X))
+        q = 1 - p
+        pt = p * Y + q * (1 - Y)
+        m = 1 - pt
+        ce = -(W * Y * mp.log(p) + (1 - Y) * mp.log(q))
+        d1p = p * q
+        d2p = d1p * (1 - 2 * p)
+        dpt, d2pt = (2 * Y - 1) * d1p, (2 * Y - 1) * d2p
+        a = _alpha_t(alpha, Y)
+        zero = mpf(0)
+        A = m**G
+        A1 = -G * m ** (G - 1) * dpt if G != 0 else zero
+        A2a = G * (G - 1) * m ** (G - 2) * dpt**2 if G != 0 else zero
+        A2b = -G * m ** (G - 1) * d2pt if G != 0 else zero
+        ratio = W * Y / p - (1 - Y) / q
+        ce1 = -ratio * d1p
+        ce2a = (W * Y / p**2 + (1 - Y) / q**2) * d1p**2
+        ce2b = -ratio * d2p
+        terms = [a * A2a * ce, a * A2b * ce, 2 * a * A1 * ce1, a * A * ce2a, a * A * ce2b]
+        value, scale = mp.fsum(terms), mp.fsum(abs(t) for t in terms)
+    return +value, +scale
+
+
+def binary_fl(prob: float, y: float, alpha, gamma: float, pos_weight: float = 1.0):
     """alpha_t (1-p_t)^gamma CE of one probability, literally.
 
     -log 0 = +inf. The one convention needed is 0 * inf = 0: a term whose weight (alpha_t y for log p,
@@ -103,12 +136,12 @@ def binary_fl(prob: float, y: float, alpha, gamma: float):
     that alpha weights by 0 (alpha = 1 on a negative) is left out, not NaN.
     """
     with mp.workprec(EXACT_PREC):
-        P, Y, G = mpf(prob), mpf(y), mpf(gamma)
+        P, Y, G, W = mpf(prob), mpf(y), mpf(gamma), mpf(pos_weight)
         a = _alpha_t(alpha, Y)
         pt = P * Y + (1 - P) * (1 - Y)
         value = mpf(0)
-        if a * Y > 0:
-            value += a * (1 - pt) ** G * Y * (-mp.log(P) if P > 0 else mp.inf)
+        if a * W * Y > 0:
+            value += a * (1 - pt) ** G * W * Y * (-mp.log(P) if P > 0 else mp.inf)
         if a * (1 - Y) > 0:
             value += a * (1 - pt) ** G * (1 - Y) * (-mp.log(1 - P) if P < 1 else mp.inf)
     return +value
@@ -147,6 +180,24 @@ def fl_star_grad(x: float, y: float, alpha, gamma: float, beta: float):
         z = G * sign * X + B
         s = 1 / (1 + mp.exp(-z))
         value = -_alpha_t(alpha, Y) / G * (1 / s) * s * (1 - s) * G * sign
+    return +value
+
+
+def fl_star_grad_mp(X, y: float, alpha, gamma: float, beta: float):
+    """d FL*/dx at an mpf X (for mpmath.diff of the gradient, a check of :func:`fl_star_hess`)."""
+    Y, G, B = mpf(y), mpf(gamma), mpf(beta)
+    sign = 2 * Y - 1
+    s = 1 / (1 + mp.exp(-(G * sign * X + B)))
+    return -_alpha_t(alpha, Y) * sign * (1 - s)
+
+
+def fl_star_hess(x: float, y: float, alpha, gamma: float, beta: float):
+    """d^2 FL*/dx^2 by the chain rule: d/dx [-a y' (1 - s)] = a y' s (1-s) gamma y' = a gamma s (1-s)."""
+    with mp.workdps(_dps_for(abs(gamma * x) + abs(beta))):
+        X, Y, G, B = mpf(x), mpf(y), mpf(gamma), mpf(beta)
+        sign = 2 * Y - 1
+        s = 1 / (1 + mp.exp(-(G * sign * X + B)))
+        value = _alpha_t(alpha, Y) * G * sign * sign * s * (1 - s)
     return +value
 
 
@@ -226,6 +277,67 @@ def diff_softmax_fl(row, target, alpha, gamma: float, j: int):
             return -mp.fsum(wc * (1 - mp.exp(lp)) ** G * lp for wc, lp in zip(w, log_p) if wc != 0)
 
         value = mpmath.diff(f, mpf(row[j]))
+    return +value
+
+
+def softmax_fl_hessian(row, target, alpha, gamma: float):
+    """The C x C Hessian of :func:`softmax_fl` for one row, by the literal chain rule in p; (H, scale).
+
+    With f(p) = -(1-p)^g log p, dp_c/dx_j = p_c (d_cj - p_j) and
+    d2p_c/dx_j dx_l = p_c (d_cl - p_l) d_cj - p_c (d_cl - p_l) p_j - p_c p_j (d_jl - p_l):
+
+        H_jl = sum_c w_c [f''(p_c) p_c^2 (d_cj - p_j)(d_cl - p_l) + f'(p_c) d2p_c/dx_j dx_l],
+        f'(p) = g (1-p)^(g-1) log p - (1-p)^g / p,
+        f''(p) = -g(g-1)(1-p)^(g-2) log p + 2 g (1-p)^(g-1) / p + (1-p)^g / p^2.
+
+    ``scale`` is the largest sum of |terms| over the entries: the size of what the entries are computed from.
+    """
+    row = [float(v) for v in row]
+    c_count = len(row)
+    with mp.workdps(_dps_for(max(row) - min(row))):
+        X, G = [mpf(v) for v in row], mpf(gamma)
+        w = _class_weights(target, alpha, c_count)
+        log_p = _log_softmax_mp(X)
+        p = [mp.exp(lp) for lp in log_p]
+        zero = mpf(0)
+        f1, f2 = [], []
+        for c in range(c_count):
+            u, lp, pc = 1 - p[c], log_p[c], p[c]
+            f1.append((G * u ** (G - 1) * lp if G != 0 else zero) - u**G / pc)
+            f2.append((-G * (G - 1) * u ** (G - 2) * lp + 2 * G * u ** (G - 1) / pc if G != 0 else zero) + u**G / pc**2)
+        hess = [[zero] * c_count for _ in range(c_count)]
+        scale = zero
+        for j in range(c_count):
+            for m_ in range(c_count):
+                terms = []
+                for c in range(c_count):
+                    if w[c] == 0:
+                        continue
+                    dj = (1 if c == j else 0) - p[j]
+                    dm = (1 if c == m_ else 0) - p[m_]
+                    d2 = p[c] * dm * (1 if c == j else 0) - p[c] * dm * p[j] - p[c] * p[j] * ((1 if j == m_ else 0) - p[m_])
+                    terms.append(w[c] * f2[c] * p[c] ** 2 * dj * dm)
+                    terms.append(w[c] * f1[c] * d2)
+                hess[j][m_] = mp.fsum(terms)
+                scale = max(scale, mp.fsum(abs(t) for t in terms))
+    return [[+h for h in r] for r in hess], +scale
+
+
+def diff_softmax_fl_hessian_entry(row, target, alpha, gamma: float, j: int, m_: int):
+    """mpmath's numerical second partial derivative of :func:`softmax_fl` (checks the chain rule above)."""
+    row = [float(v) for v in row]
+    with mp.workdps(_dps_for(max(row) - min(row))):
+        w = _class_weights(target, alpha, len(row))
+        G = mpf(gamma)
+
+        def f(a, b):
+            X = [mpf(v) for v in row]
+            X[j] += a
+            X[m_] += b
+            log_p = _log_softmax_mp(X)
+            return -mp.fsum(wc * (1 - mp.exp(lp)) ** G * lp for wc, lp in zip(w, log_p) if wc != 0)
+
+        value = mpmath.diff(f, (mpf(0), mpf(0)), (1, 1))
     return +value
 
 

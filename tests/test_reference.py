@@ -20,6 +20,7 @@ from scipy.special import expit, log_softmax
 import focal_ref
 import mp_reference as mpr
 import report_accuracy
+import tolerances
 from cases import GAMMAS
 
 TINY = mpr.TINY
@@ -60,6 +61,26 @@ def test_reference_matches_mpmath(name):
     assert errors[worst] <= report_accuracy.TOLERANCES[name], f"{name}: case {worst} has error {errors[worst]:.3g}"
 
 
+def test_second_derivatives_are_in_the_accuracy_table():
+    """API decision 3: every second derivative of the reference is measured against mpmath, and issue 13's
+    weight / pos_weight / ignore_index too."""
+    names = set(report_accuracy.TOLERANCES)
+    assert {"sigmoid_focal_loss_hess", "sigmoid_focal_loss_star_hess", "softmax_focal_loss_hessian",
+            "softmax_focal_loss_hvp", "sigmoid_focal_loss_hess[weights]", "binary_focal_loss[weights]"} <= names
+    assert report_accuracy.TOLERANCES["softmax_focal_loss_hessian"] == tolerances.REFERENCE["hess"]
+
+
+def test_hessian_battery_reaches_the_extremes():
+    """The softmax Hessian battery holds saturated rows (spread 745), a tie, near-one-hot soft targets, and
+    gamma in (0, 1), 0 and 8."""
+    batteries = list(report_accuracy._hessian_battery())
+    assert {g for *_, g in batteries} == {0.0, 0.1, 0.5, 1.0, 2.0, 8.0}
+    spreads = {float(np.ptp(row)) for logits, *_ in batteries for row in logits}
+    assert {0.0, 745.0} <= spreads
+    soft = [t for _, t, *_ in batteries if t.ndim == 2]
+    assert any(np.any(t == 1.0 - 1e-12) for t in soft)
+
+
 def test_battery_reaches_the_extremes():
     """The accuracy battery really contains saturated logits, near-one-hot soft labels and gamma up to 8."""
     batteries = list(report_accuracy._sigmoid_battery())
@@ -94,6 +115,37 @@ def test_mpmath_oracle_gradients_match_numerical_derivative(x, y, gamma):
     if y in (0.0, 1.0) and gamma > 0:
         analytic = mpr.fl_star_grad(x, y, 0.25, gamma, 1.0)
         assert abs(analytic - mpr.diff_fl_star(x, y, 0.25, gamma, 1.0)) <= mpf(10) ** -40 * abs(analytic)
+
+
+@pytest.mark.parametrize("x", [-745.0, -40.0, -1.5, 0.0, 17.0, 100.0])
+@pytest.mark.parametrize("y", [0.0, 1e-12, 0.3, 1.0])
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 1.5, 5.0])
+def test_mpmath_oracle_second_derivatives_match_numerical_derivative(x, y, gamma):
+    """The oracle's literal second-derivative chain rule (with (1-p_t)^(gamma-2)) agrees with mpmath's own
+    numerical second derivative of the loss; with a pos_weight too, and for FL*."""
+    for pos_weight in (1.0, 3.5):
+        analytic, scale = mpr.sigmoid_fl_hess(x, y, 0.25, gamma, pos_weight)
+        numeric = mpr.diff_sigmoid_fl(x, y, 0.25, gamma, n=2, pos_weight=pos_weight)
+        assert abs(analytic - numeric) <= mpf(10) ** -35 * scale
+    if y in (0.0, 1.0) and gamma > 0:
+        with mpr.mp.workdps(mpr._dps_for(abs(gamma * x) + 1.0)):
+            numeric = mpr.mpmath.diff(lambda t: mpr.fl_star_grad_mp(t, y, 0.25, gamma, 1.0), mpf(x))
+        assert abs(mpr.fl_star_hess(x, y, 0.25, gamma, 1.0) - numeric) <= mpf(10) ** -35 * abs(numeric) + mpf(10) ** -300
+
+
+@pytest.mark.parametrize(
+    "row, target",
+    [([40.0, 0, 0, 0], 0), ([-40.0, 0, 0, 0], 0), ([1.0, 2.0, -3.0, 0.5], 2),
+     ([17.0, 0, 0, 0], np.array([0.7, 0.2, 0.1, 0.0]))],
+)
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_mpmath_oracle_softmax_hessian_matches_numerical_derivative(row, target, gamma):
+    alpha = (0.1, 0.3, 0.7, 1.0)
+    analytic, _ = mpr.softmax_fl_hessian(row, target, alpha, gamma)
+    scale = max(abs(h) for r in analytic for h in r)
+    for j, k in [(0, 0), (0, 1), (1, 1), (2, 3)]:
+        numeric = mpr.diff_softmax_fl_hessian_entry(row, target, alpha, gamma, j, k)
+        assert abs(analytic[j][k] - numeric) <= mpf(10) ** -30 * scale
 
 
 @pytest.mark.parametrize(
