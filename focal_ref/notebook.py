@@ -173,7 +173,11 @@ class Table:
                 number = self._is_number(cell)
                 right = self.align[i] == "r" if self.align else number
                 style = _CELL_STYLE + (";text-align:right" if right else "")
-                style += ";white-space:nowrap" if (number or isinstance(cell, Html)) else ""
+                style += (
+                    ";white-space:nowrap"
+                    if (number or (isinstance(cell, Html) and "<br>" not in cell.html))
+                    else ""
+                )
                 body = cell.html if isinstance(cell, Html) else html.escape(cell)
                 cells.append(f'<td style="{style}">{body}</td>')
             parts.append("<tr>" + "".join(cells) + "</tr>")
@@ -248,7 +252,8 @@ def report_table(report) -> Table:
 
 def summary_table(reports: dict) -> Table:
     """Several conformance reports side by side, as a table that reads at a phone's width too: one row
-    per implementation and region that failed, the passing regions in one cell.
+    per implementation, its verdict (✓/✗), the regions it passes with the worst error among them, and
+    each failed region on a line of its own with its error (or "error", "non-finite").
 
     Args:
         reports: ``{label: report}``.
@@ -259,13 +264,20 @@ def summary_table(reports: dict) -> Table:
         failed = [r for r in ran if r.status == "FAIL"]
         passed = [r for r in ran if r.status == "pass"]
         worst_pass = max((r.max_rel_err for r in passed), default=float("nan"))
+        passed_text = ", ".join(r.region for r in passed) or "–"
+        failed_items = [(r.region, r.cause or _err(r.max_rel_err)) for r in failed]
+        failed_text = "; ".join(f"{region} ({err})" for region, err in failed_items) or "–"
+        failed_html = "<br>".join(
+            f'{html.escape(region)} <span style="white-space:nowrap">({html.escape(err)})</span>'
+            for region, err in failed_items
+        )
         rows.append(
             [
                 label,
                 mark(report.passed),
-                ", ".join(r.region for r in passed) or "–",
+                Html("<br>".join(html.escape(r.region) for r in passed) or "–", passed_text),
                 _err(worst_pass),
-                "; ".join(f"{r.region} ({r.cause or _err(r.max_rel_err)})" for r in failed) or "–",
+                Html(failed_html or "–", failed_text),
             ]
         )
     header = ["implementation", "result", "regions passed", "worst error (passed)", "regions failed (error)"]

@@ -49,7 +49,8 @@ from focal_ref import notebook  # noqa: E402
         (0.98916273, {}, "0.989"),
         (3.14159, {"digits": 5}, "3.1416"),
         (3.1e-7, {"digits": 2}, "3.1e-07"),
-        (2.5e16, {"digits": 2}, "2.5e+16"), (1.5e7 + 0.5, {}, "1.50e+07"),
+        (2.5e16, {"digits": 2}, "2.5e+16"),
+        (1.5e7 + 0.5, {}, "1.50e+07"),
         (0.0, {}, "0"),
         (float("nan"), {}, "NaN"),
         (float("-inf"), {}, "-inf"),
@@ -137,7 +138,7 @@ def test_summary_table_has_one_row_per_implementation():
     }
     table = notebook.summary_table(reports)
     assert [row[0] for row in table.rows] == ["ours", "theirs"]
-    assert table.rows[0][3] == "3.0e-07" and table.rows[1][4] == "b (2.5e-01)"
+    assert table.rows[0][3] == "3.0e-07" and table.rows[1][4].text == "b (2.5e-01)"
     assert "&#10007;" in table._repr_html_()
 
 
