@@ -120,7 +120,7 @@ def _softmax_pieces(logits, targets, alpha, gamma, axis, ignore_index):
     # v_c = (e_c - p) / u_c. For c != k (the argmax) u_c >= 1/2. For k,
     # p_j / u_k = e^{x_j} / sum_{l != k} e^{x_l}: the softmax of the other classes, exact also where u_k
     # rounds to 0.
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         v = -p[..., None, :] / u[..., :, None]
     k = np.argmax(x, axis=-1)
     is_k = np.arange(c) == k[..., None]

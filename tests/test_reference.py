@@ -650,3 +650,256 @@ def test_bad_input(case):
     call, error, message = BAD_INPUT[case]
     with pytest.raises(error, match=message):
         call()
+
+
+# ----------------------------------------------------------------------------------------------
+# regressions: faults of issue 16 at the edges, where the true value is finite (each failed before its fix)
+
+
+def test_fl_star_finite_where_gamma_x_overflows():
+    """x = -1e308 on a positive, gamma = 2: z = gamma x + beta overflows to -inf, but FL* = -x - beta/gamma
+    = 1e308 (to the last bit: beta/gamma is far below its ulp). Was inf."""
+    for gamma in (2.0, 4.0):
+        out = focal_ref.sigmoid_focal_loss_star([-1e308, 1e308], [1.0, 0.0], gamma=gamma, beta=1.0, alpha=None)
+        np.testing.assert_array_equal(out, [1e308, 1e308])
+    assert focal_ref.sigmoid_focal_loss_star(-1e308, 1.0, gamma=2.0, beta=1.0, alpha=0.25) == 0.25 * 1e308
+    # below the overflow the plain path: gamma = 1.5 keeps z finite
+    assert focal_ref.sigmoid_focal_loss_star(-1e308, 1.0, gamma=1.5, beta=0.0, alpha=None) == pytest.approx(1e308)
+    assert focal_ref.sigmoid_focal_loss_star_grad(-1e308, 1.0, gamma=2.0, beta=1.0, alpha=None) == -1.0
+    assert focal_ref.sigmoid_focal_loss_star_hess(-1e308, 1.0, gamma=2.0, beta=1.0, alpha=None) == 0.0
+
+
+@pytest.mark.parametrize("gamma", [1e-12, 3e-9, 1e-8])
+@pytest.mark.parametrize("beta", [100.0, 720.0, 740.0])
+@pytest.mark.parametrize("x", [-50.0, -1.0, 0.0, 3.0])
+def test_fl_star_small_gamma_large_beta(gamma, beta, x):
+    """gamma <= 1e-8, beta >= 100: softplus(-z) ~ e^-z is subnormal for z > 708, and dividing it by a small
+    gamma made a normal result out of a few significant bits (5% .. 2.3x off). Now exp(-z - log gamma)."""
+    for y in (0.0, 1.0):
+        out = focal_ref.sigmoid_focal_loss_star(x, y, gamma=gamma, beta=beta, alpha=0.25)
+        assert mpr.relative_error(out, mpr.fl_star(x, y, 0.25, gamma, beta)) <= 1e-12
+        hess = focal_ref.sigmoid_focal_loss_star_hess(x, y, gamma=gamma, beta=beta, alpha=0.25)
+        assert mpr.relative_error(hess, mpr.fl_star_hess(x, y, 0.25, gamma, beta)) <= 1e-12
+
+
+def test_tiny_soft_target_at_zero_probability_is_inf():
+    """p = 0 with a soft target y = 1e-200: CE = -y log 0 = +inf and (1 - p_t)^gamma = y^gamma > 0 underflows to 0;
+    the loss is +inf, as the formula says. Was 0 * inf = NaN. The mirror case: p = 1, 1 - y tiny, gamma large."""
+    assert focal_ref.binary_focal_loss(0.0, 1e-200, alpha=None, gamma=2.0) == math.inf
+    assert focal_ref.binary_focal_loss(0.0, 5e-324, alpha=0.25, gamma=0.5) == math.inf
+    assert focal_ref.binary_focal_loss(1.0, 1.0 - 2.0**-53, alpha=None, gamma=30.0) == math.inf
+    assert focal_ref.binary_focal_loss([0.0, 0.5], [1e-200, 1.0], reduction="sum") == math.inf
+
+
+def test_zero_losses_are_positive_zero():
+X
+    for out in (focal_ref.sigmoid_focal_loss([3.0, -2.0], [1.0, 1.0], alpha=0.0),
+                focal_ref.binary_focal_loss([0.3, 1.0], [1.0, 1.0], alpha=0.0),
+                focal_ref.softmax_focal_loss([[1.0, 0.0]], [0], alpha=[0.0, 1.0])):
+        assert np.all(out == 0.0) and not np.any(np.signbit(out))
+
+
+# ----------------------------------------------------------------------------------------------
+# public helpers (API decision 4)
+
+
+def test_public_helpers_and_private_aliases():
+    from focal_ref import _reference
+
+    assert focal_ref.sigmoid_parts is _reference._sigmoid_parts
+    assert focal_ref.log_softmax_parts is _reference._log_softmax_parts
+    p, q, ce, m = focal_ref.sigmoid_parts([745.0, -745.0], [1.0, 1.0])
+    assert q[0] == 5e-324 and p[1] == 5e-324 and ce[0] == 5e-324 and ce[1] == 745.0 and m[0] == q[0]
+    log_p, u = focal_ref.log_softmax_parts([[0.0, 745.0], [40.0, 0.0]], axis=-1)
+    assert u[0, 1] == 5e-324 and log_p[0, 1] == -5e-324 and u[1, 1] == 1.0
+    log_p_0, u_0 = focal_ref.log_softmax_parts([[0.0, 40.0], [745.0, 0.0]], axis=0)
+    np.testing.assert_array_equal(log_p_0, log_p.T)
+    np.testing.assert_array_equal(u_0, u.T)
+
+
+# ----------------------------------------------------------------------------------------------
+# second derivatives: shapes, structure, finiteness, and against the gradient
+
+
+def test_softmax_hessian_shape_axis_and_hvp():
+    rng = np.random.default_rng(5)
+    logits = rng.normal(0.0, 3.0, (2, 4, 3))
+    index = rng.integers(0, 4, (2, 3))
+    alpha = [0.1, 0.2, 0.3, 0.4]
+    hess = focal_ref.softmax_focal_loss_hessian(logits, index, alpha=alpha, axis=1)
+    assert hess.shape == (2, 3, 4, 4)
+    np.testing.assert_array_equal(hess, focal_ref.softmax_focal_loss_hessian(np.moveaxis(logits, 1, -1), index, alpha=alpha))
+    np.testing.assert_allclose(hess, np.swapaxes(hess, -1, -2), rtol=0, atol=1e-15)
+    v = rng.normal(size=logits.shape)
+    hvp = focal_ref.softmax_focal_loss_hvp(logits, index, v, alpha=alpha, axis=1)
+    assert hvp.shape == logits.shape
+    expected = np.moveaxis(np.einsum("nhjk,nhk->nhj", hess, np.moveaxis(v, 1, -1)), -1, 1)
+    np.testing.assert_allclose(hvp, expected, rtol=1e-13, atol=1e-15)
+    assert focal_ref.softmax_focal_loss_hessian([0.0, 1.0, 2.0], 2).shape == (3, 3)
+    with pytest.raises(ValueError, match="v must have the shape of logits"):
+        focal_ref.softmax_focal_loss_hvp(logits, index, v[:1], axis=1)
+    with pytest.raises(ValueError, match="v must be finite"):
+        focal_ref.softmax_focal_loss_hvp([0.0, 1.0], 0, [np.nan, 0.0])
+
+
+def test_softmax_hessian_of_ignored_samples_is_zero():
+    logits = np.array([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]])
+    hess = focal_ref.softmax_focal_loss_hessian(logits, [0, -100], ignore_index=-100)
+    np.testing.assert_array_equal(hess[1], 0.0)
+    np.testing.assert_array_equal(hess[0], focal_ref.softmax_focal_loss_hessian(logits[0], 0))
+    hess = focal_ref.sigmoid_focal_loss_hess([1.0, 2.0], [-1.0, 1.0], ignore_index=-1)
+    assert hess[0] == 0.0 and hess[1] == focal_ref.sigmoid_focal_loss_hess(2.0, 1.0)
+
+
+@given(st.lists(st.tuples(st.floats(-100.0, 100.0), st.floats(-100.0, 100.0)), min_size=1, max_size=6), gammas)
+def test_two_class_softmax_hessian_is_sigmoid_hessian(pairs, gamma):
+    """C = 2, hard labels: FL(x0, x1) = FL_sigmoid(x1 - x0), so H = h [[1, -1], [-1, 1]]."""
+    logits = np.array(pairs)
+    index = (np.arange(len(pairs)) % 2).astype(int)
+    h = focal_ref.sigmoid_focal_loss_hess(logits[:, 1] - logits[:, 0], index.astype(float), alpha=None, gamma=gamma)
+    hess = focal_ref.softmax_focal_loss_hessian(logits, index, gamma=gamma)
+    expected = h[:, None, None] * np.array([[1.0, -1.0], [-1.0, 1.0]])
+    assert_close(hess, expected, 1e-12, np.abs(h)[:, None, None])
+
+
+@given(sigmoid_inputs(logits=st.floats(-30.0, 30.0)), binary_alpha, gammas)
+def test_sigmoid_hess_is_derivative_of_grad(inputs, alpha, gamma):
+    """A central difference of the reference gradient (step 1e-5: error ~ 1e-10 of the third derivative)."""
+    x, y = inputs
+    step = 1e-5
+    numeric = (focal_ref.sigmoid_focal_loss_grad(x + step, y, alpha=alpha, gamma=gamma)
+               - focal_ref.sigmoid_focal_loss_grad(x - step, y, alpha=alpha, gamma=gamma)) / (2 * step)
+    hess = focal_ref.sigmoid_focal_loss_hess(x, y, alpha=alpha, gamma=gamma)
+    assert np.all(np.abs(hess - numeric) <= 1e-6 * (1.0 + gamma) ** 2)
+
+
+@given(
+    x=st.lists(finite_floats, min_size=1, max_size=8),
+    data=st.data(),
+    gamma=st.sampled_from(APPENDIX_GAMMAS + (1.5, 1.9, 5.0, 8.0)),
+    alpha=st.sampled_from([None, 0.0, 0.25, 1.0]),
+)
+def test_sigmoid_hess_finite_for_every_finite_logit(x, data, gamma, alpha):
+    """No NaN or inf for any finite logit, any target in [0, 1], gamma < 1 and < 2 included (no m^(gamma-2))."""
+    y = data.draw(st.lists(st.one_of(st.floats(0.0, 1.0), st.sampled_from([0.0, 1.0])), min_size=len(x), max_size=len(x)))
+    assert np.all(np.isfinite(focal_ref.sigmoid_focal_loss_hess(x, y, alpha=alpha, gamma=gamma)))
+    hard = np.round(y)
+    for g in (max(gamma, 1e-9), 2.0):
+        assert np.all(np.isfinite(focal_ref.sigmoid_focal_loss_star_hess(x, hard, gamma=g, beta=1.0, alpha=alpha)))
+        assert np.all(np.isfinite(focal_ref.sigmoid_focal_loss_star(x, hard, gamma=g, beta=1.0, alpha=alpha)))
+
+
+@given(
+    rows=st.integers(1, 4).flatmap(
+        lambda c: st.lists(st.lists(finite_floats, min_size=c, max_size=c), min_size=1, max_size=3)
+    ),
+    data=st.data(),
+    gamma=st.sampled_from(APPENDIX_GAMMAS + (1.5, 5.0)),
+)
+def test_softmax_hessian_finite_for_every_finite_logit(rows, data, gamma):
+    """Also when the logits of a row are farther apart than the float64 range, and for a single class."""
+    logits = np.array(rows)
+    n, c = logits.shape
+    index = np.array(data.draw(st.lists(st.integers(0, c - 1), min_size=n, max_size=n)))
+    assert np.all(np.isfinite(focal_ref.softmax_focal_loss_hessian(logits, index, gamma=gamma)))
+    soft = np.array(data.draw(st.lists(st.lists(st.floats(0.0, 1.0), min_size=c, max_size=c), min_size=n, max_size=n)))
+    assert np.all(np.isfinite(focal_ref.softmax_focal_loss_hessian(logits, soft, gamma=gamma, alpha=0.5)))
+    assert np.all(np.isfinite(focal_ref.softmax_focal_loss_hvp(logits, soft, np.ones_like(logits), gamma=gamma)))
+
+
+@given(softmax_inputs(), gammas)
+def test_softmax_hessian_is_derivative_of_grad(inputs, gamma):
+    """Column l of H is the derivative of the reference gradient along x_l (central difference, step 1e-5)."""
+    x, y, alpha = inputs
+    hess = focal_ref.softmax_focal_loss_hessian(x, y, alpha=alpha, gamma=gamma)
+    step = 1e-5
+    for col in range(x.shape[1]):
+        e = np.zeros_like(x)
+        e[:, col] = step
+        numeric = (focal_ref.softmax_focal_loss_grad(x + e, y, alpha=alpha, gamma=gamma)
+                   - focal_ref.softmax_focal_loss_grad(x - e, y, alpha=alpha, gamma=gamma)) / (2 * step)
+        assert np.all(np.abs(hess[:, :, col] - numeric) <= 1e-6 * (1.0 + gamma) ** 2 * (1 + x.shape[1]))
+
+
+# ----------------------------------------------------------------------------------------------
+# issue 13: weight, pos_weight and ignore_index on the sigmoid family (API decision 2)
+
+
+def test_weight_multiplies_each_element_and_broadcasts():
+    x = np.array([[0.5, -2.0, 3.0], [1.0, 0.0, -1.0]])
+    y = np.array([[1.0, 0.0, 0.3], [0.0, 1.0, 1.0]])
+    w = np.array([0.0, 2.0, 0.5])  # per class, broadcast over rows
+    base = focal_ref.sigmoid_focal_loss(x, y)
+    np.testing.assert_array_equal(focal_ref.sigmoid_focal_loss(x, y, weight=w), base * w)
+    np.testing.assert_array_equal(focal_ref.sigmoid_focal_loss_grad(x, y, weight=w), focal_ref.sigmoid_focal_loss_grad(x, y) * w)
+    np.testing.assert_array_equal(focal_ref.sigmoid_focal_loss_hess(x, y, weight=w), focal_ref.sigmoid_focal_loss_hess(x, y) * w)
+    # "mean" stays unweighted in the count: sum_i w_i FL_i / N
+    assert focal_ref.sigmoid_focal_loss(x, y, weight=w, reduction="mean") == pytest.approx((base * w).sum() / 6, rel=1e-15)
+    p = expit(x)
+    np.testing.assert_allclose(focal_ref.binary_focal_loss(p, y, weight=w), focal_ref.binary_focal_loss(p, y) * w, rtol=1e-15)
+    # a zero weight on an infinite loss leaves the element out
+    assert focal_ref.binary_focal_loss([0.0, 0.5], [1.0, 1.0], weight=[0.0, 1.0]).tolist()[0] == 0.0
+
+
+def test_pos_weight_is_bce_with_logits_pos_weight():
+    """CE = -[pw y log p + (1-y) log(1-p)] inside the focal form; for hard labels this is kornia's
+    binary focal loss with pos_weight: -alpha_t (1-p_t)^gamma [pw y log p + (1-y) log(1-p)]."""
+    x = np.array([[0.5, -2.0, 3.0], [1.0, 0.0, -1.0]])
+    y = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]])
+    pw = np.array([1.0, 3.0, 0.5])
+    p = expit(x)
+    p_t = np.where(y == 1, p, 1 - p)
+    alpha_t = np.where(y == 1, 0.25, 0.75)
+    expected = -alpha_t * (1 - p_t) ** 2 * (pw * y * np.log(p) + (1 - y) * np.log1p(-p))
+    assert_close(focal_ref.sigmoid_focal_loss(x, y, pos_weight=pw), expected, 1e-14)
+    assert_close(focal_ref.binary_focal_loss(p, y, pos_weight=pw), expected, 1e-14)
+    np.testing.assert_array_equal(focal_ref.sigmoid_focal_loss(x, y, pos_weight=1.0), focal_ref.sigmoid_focal_loss(x, y))
+    # negatives do not see pos_weight
+    negatives = y == 0
+    np.testing.assert_array_equal(focal_ref.sigmoid_focal_loss(x, y, pos_weight=7.0)[negatives],
+                                  focal_ref.sigmoid_focal_loss(x, y)[negatives])
+
+
+def test_sigmoid_ignore_index():
+    """Ignored elements give 0 (loss, gradient, second derivative) and leave the mean's count; all ignored
+    gives a mean of 0.0. RetinaNet's IoU band: targets -1 between the IoU thresholds."""
+    x = np.array([2.0, -1.0, 0.5, 3.0])
+    t = np.array([1.0, -1.0, 0.0, -1.0])
+    kept = focal_ref.sigmoid_focal_loss(x[[0, 2]], t[[0, 2]])
+    none = focal_ref.sigmoid_focal_loss(x, t, ignore_index=-1)
+    np.testing.assert_array_equal(none, [kept[0], 0.0, kept[1], 0.0])
+    assert focal_ref.sigmoid_focal_loss(x, t, ignore_index=-1, reduction="mean") == kept.sum() / 2
+    assert focal_ref.sigmoid_focal_loss(x, t, ignore_index=-1, reduction="sum") == kept.sum()
+    np.testing.assert_array_equal(focal_ref.sigmoid_focal_loss_grad(x, t, ignore_index=-1)[[1, 3]], 0.0)
+    assert focal_ref.binary_focal_loss(expit(x), t, ignore_index=-1, reduction="mean") == pytest.approx(kept.sum() / 2, rel=1e-13)
+    all_ignored = focal_ref.sigmoid_focal_loss(x, np.full(4, -1.0), ignore_index=-1, reduction="mean")
+    assert all_ignored == 0.0 and np.ndim(all_ignored) == 0
+    # weights and the ignore mask together: mean = sum_i w_i FL_i / N_kept
+    w = np.array([2.0, 5.0, 0.5, 1.0])
+    assert focal_ref.sigmoid_focal_loss(x, t, weight=w, ignore_index=-1, reduction="mean") == pytest.approx(
+        (kept * w[[0, 2]]).sum() / 2, rel=1e-15)
+    # any number outside [0, 1] can mark the ignored elements
+    np.testing.assert_array_equal(focal_ref.sigmoid_focal_loss(x, np.where(t == -1, 2.5, t), ignore_index=2.5), none)
+
+
+BAD_INPUT_13 = {
+    "ignore_index inside [0, 1]": (lambda: focal_ref.sigmoid_focal_loss(X3, Y3, ignore_index=0.5), ValueError, r"ignore_index must be a finite number outside \[0, 1\]"),
+    "ignore_index NaN": (lambda: focal_ref.sigmoid_focal_loss(X3, Y3, ignore_index=float("nan")), ValueError, "ignore_index must be a finite number"),
+    "ignore_index not a number": (lambda: focal_ref.sigmoid_focal_loss_grad(X3, Y3, ignore_index="-1"), TypeError, "ignore_index must be a real number"),
+    "target not ignore_index and out of range": (lambda: focal_ref.sigmoid_focal_loss(X3, [1.0, -2.0, 0.0], ignore_index=-1), ValueError, r"targets must lie in \[0, 1\]"),
+    "weight negative": (lambda: focal_ref.sigmoid_focal_loss(X3, Y3, weight=[1.0, -1.0, 1.0]), ValueError, "weight must be finite and >= 0"),
+    "weight NaN": (lambda: focal_ref.binary_focal_loss([0.5], [1.0], weight=[np.nan]), ValueError, "weight must be finite"),
+    "weight shape": (lambda: focal_ref.sigmoid_focal_loss(X3, Y3, weight=[1.0, 2.0]), ValueError, "weight of shape .* does not broadcast"),
+    "weight grows the shape": (lambda: focal_ref.sigmoid_focal_loss(X3, Y3, weight=np.ones((2, 3))), ValueError, "weight of shape"),
+    "pos_weight negative": (lambda: focal_ref.sigmoid_focal_loss_hess(X3, Y3, pos_weight=-1.0), ValueError, "pos_weight must be finite and >= 0"),
+    "pos_weight not a number": (lambda: focal_ref.sigmoid_focal_loss(X3, Y3, pos_weight="2"), TypeError, "pos_weight must be an array of real numbers"),
+    "hessian v shape": (lambda: focal_ref.softmax_focal_loss_hvp(ROWS, [0, 1], [0.0, 1.0]), ValueError, "v must have the shape of logits"),
+    "FL* hessian gamma zero": (lambda: focal_ref.sigmoid_focal_loss_star_hess(X3, Y3, gamma=0.0), ValueError, "gamma must be > 0"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT_13))
+def test_bad_input_issue_13(case):
+    call, error, message = BAD_INPUT_13[case]
+    with pytest.raises(error, match=message):
+        call()
