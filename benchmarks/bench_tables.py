@@ -57,8 +57,14 @@ def kept_bytes_rows(softmax_shapes=bench_softmax.CPU_SHAPES) -> list[dict]:
 
 def _normalized(rows):
     """bench_torch.run's sigmoid rows lack the softmax rows' loss, target and shape: fill them in."""
+    sigmoid = {
+        "loss": "sigmoid",
+        "target": "hard 0/1",
+        "must_move_bytes_per_element": bench_torch.MUST_MOVE_BYTES,
+    }
     return [
-        dict({"loss": "sigmoid", "target": "hard 0/1", "shape": [row.get("elements")]}, **row) for row in rows
+        dict(sigmoid, shape=[row.get("elements")], **row) if row.get("loss", "sigmoid") == "sigmoid" else row
+        for row in rows
     ]
 
 

@@ -1,0 +1,78 @@
+"""No drift: the README's and benchmarks/README.md's tables are what their scripts print today.
+
+Each deterministic table (the reference's accuracy against mpmath, the cross-framework agreement on the
+CPU, the kept bytes of the benchmark) is measured afresh and compared with the block between its
+markers. When a test here fails after a change to the package, run ``python scripts/update_tables.py``
+and commit the tables it rewrites. Timing tables are not compared; they must carry their date and
+machine.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("update_tables", ROOT / "scripts" / "update_tables.py")
+update_tables = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(update_tables)
+
+MARKED = {
+    "accuracy": "README.md",
+    "agreement": "README.md",
+    "kept-bytes": "benchmarks/README.md",
+    "timing": "benchmarks/README.md",
+}
+
+
+def _fresh_equals_committed(name: str) -> None:
+    path, make = update_tables.MAKERS[name]
+    diff = update_tables.stale(name, path, make())
+    assert not diff, f"{path.name}'s {name} table is stale; run python scripts/update_tables.py:\n{diff}"
+
+
+@pytest.mark.parametrize("name, path", sorted(MARKED.items()))
+def test_each_table_has_one_pair_of_markers(name, path):
+    text = (ROOT / path).read_text()
+    assert text.count(f"<!-- table:{name} -->") == 1 and text.count(f"<!-- /table:{name} -->") == 1
+
+
+def test_accuracy_table_is_a_fresh_run():
+    _fresh_equals_committed("accuracy")
+
+
+def test_agreement_table_is_a_fresh_run():
+    _fresh_equals_committed("agreement")
+
+
+def test_kept_bytes_table_is_a_fresh_run():
+    _fresh_equals_committed("kept-bytes")
+
+
+def test_timing_table_carries_its_date_and_machine():
+    table = update_tables.block((ROOT / "benchmarks" / "README.md").read_text(), "timing")
+    assert re.match(r"Measured \d{4}-\d{2}-\d{2} on .+, torch \S+, float32", table), table[:200]
+    assert "| sigmoid |" in table and "| softmax |" in table
+
+
+def test_replace_touches_only_the_block_and_check_reports_a_stale_table(tmp_path):
+    text = "intro\n<!-- table:accuracy -->\n| old |\n<!-- /table:accuracy -->\noutro 1.9e-15\n"
+    new = update_tables.replace(text, "accuracy", "| new |\n")
+    assert new == "intro\n<!-- table:accuracy -->\n| new |\n<!-- /table:accuracy -->\noutro 1.9e-15\n"
+    assert update_tables.block(new, "accuracy") == "| new |"
+    with pytest.raises(ValueError, match="markers"):
+        update_tables.replace(text, "agreement", "| x |")
+    readme = tmp_path / "README.md"
+    readme.write_text(text)
+    fake = update_tables.MAKERS["accuracy"]
+    try:
+        update_tables.MAKERS["accuracy"] = (update_tables.README, lambda: "| new |")
+        assert update_tables.main(["--check", "--tables", "accuracy", "--readme", str(readme)]) == 1
+        assert update_tables.main(["--tables", "accuracy", "--readme", str(readme)]) == 0
+        assert update_tables.main(["--check", "--tables", "accuracy", "--readme", str(readme)]) == 0
+    finally:
+        update_tables.MAKERS["accuracy"] = fake
+    assert readme.read_text() == new
