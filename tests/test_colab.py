@@ -145,7 +145,7 @@ def test_edition_has_no_myst_markup_and_every_figure(book_path):
     assert set(figures) <= set(_images(edition)), (
         f"{edition.name}: a figure of the book is not an image output"
     )
-    captions = [c for c in _cells(edition, "markdown") if "".join(c["source"]).startswith("**Figure ")]
+    captions = [c for c in _cells(edition, "markdown") if "".join(c["source"]).startswith("**Fig. ")]
     assert len(captions) == len(figures)
     first = _cells(edition, "code")[0]
     assert first["metadata"].get("cellView") == "form"
@@ -179,7 +179,12 @@ def _page(tmp_path: Path, text: str) -> str:
         "import x\n\n\n@decorate\ndef f(a):\n    '''Doc.'''\n    return a\n\n\nclass C:\n"
         "    def m(self):\n        return 1\n"
     )
-    other = {"cells": [{"cell_type": "markdown", "source": "(sec-x)=\n# Other page\n", "metadata": {}}]}
+    figure = "```{glue:figure} z\n:name: fig-z\n\nA caption.\n```\n"
+    other = {
+        "cells": [{"cell_type": "markdown", "source": "(sec-x)=\n# Other page\n" + figure, "metadata": {}}]
+    }
+    toc = "format: jb-book\nroot: book/intro\nchapters:\n  - file: book/other\n  - file: book/sub/page\n"
+    (tmp_path / "_toc.yml").write_text(toc)
     (tmp_path / "book" / "other.ipynb").write_text(json.dumps(other))
     (tmp_path / "book" / "intro.md").write_text("# Intro\n")
     record = {
@@ -203,6 +208,8 @@ def test_markdown_roles_directives_and_links(tmp_path):
         "```{literalinclude} ../../pkg.py\n:pyobject: f\n:lines: 2-4\n```\n"
         ":::\n:::{tab-item} Second\n```{literalinclude} ../../pkg.py\n:pyobject: C.m\n```\n:::\n::::\n\n"
         "```{note}\nMind {glue:text}`n:.0f`.\n```\n\n```python\n{glue:text}`n` stays in code\n```\n(lbl)=\n"
+        "```{glue:figure} n\n:name: fig-n\n:alt: words\n\n"
+        "Caption {glue:text}`n:.0f`, after {numref}`fig-z`.\n```\n"
     )
     out = _page(tmp_path, text)
     assert "We have 12,345.7 and 1.23e+04" in out
@@ -218,6 +225,10 @@ def test_markdown_roles_directives_and_links(tmp_path):
     assert "> **Note**\n>\n> Mind 12346." in out
     assert "```python\n{glue:text}`n` stays in code\n```" in out
     assert "(lbl)=" not in out and ":::" not in out
+    # figures are numbered through the book in the table of contents' order, as Sphinx numbers them
+    assert (
+        "**Fig. 2** Caption 12346, after [Fig. 1](https://org.github.io/proj/book/other.html#fig-z)." in out
+    )
 
 
 def test_launch_button_opens_the_colab_edition():

@@ -7,9 +7,10 @@ it is, so it would show MyST markup as raw text and none of the figures (they ar
 
 - ``{glue:text}`key:fmt``, ``{glue:md}`` and ``{glue}`` roles and directives are replaced by the glued
   value, formatted as MyST-NB formats it (the stored ``application/papermill.record/*`` outputs);
-- a ``{glue:figure}`` block becomes its caption in Markdown ("**Figure N.** ..."); the figure itself is an
-  ``image/png`` output of the code cell that glued it (what that cell shows when it runs in Colab:
-  ``focal_ref.notebook.glue`` displays figures when MyST-NB is absent). Other glue records are dropped;
+- a ``{glue:figure}`` block becomes its caption in Markdown ("**Fig. N** ...", numbered through the book
+  in the table of contents' order, as the site numbers it); the figure itself is an ``image/png`` output
+  of the code cell that glued it (what that cell shows when it runs in Colab: ``focal_ref.notebook.glue``
+  displays figures when MyST-NB is absent). Other glue records are dropped;
 - ``literalinclude`` (with ``:pyobject:``, found with :mod:`ast`, and ``:lines:``) becomes a code block;
 - ``tab-set``/``tab-item`` become headed sections; admonitions and other directives become quotes;
 - ``{doc}`` links open the sibling Colab edition (or the rendered page, for a page that is not a notebook),
@@ -50,7 +51,7 @@ def _titled(source: str) -> str:
     calls = [line for line in source.splitlines() if line.strip()]
     if calls and all(line.startswith("glue") for line in calls):
         return "# @title Record the values the text quotes (hidden on the rendered page)\n" + source
-    return "# @title Setup code (hidden on the rendered page)\n" + source
+    return "# @title Helper code (hidden on the rendered page)\n" + source
 
 
 def _code_cell(cell: dict, records: dict[str, tuple[int, dict, bool]], index: int) -> dict:

@@ -33,6 +33,8 @@ class Site:
     titles: dict[str, str] = field(default_factory=dict)  # docname (book/01_x) -> page title
     notebooks: set[str] = field(default_factory=set)  # docnames that are notebooks
     labels: dict[str, tuple[str, str]] = field(default_factory=dict)  # label -> (docname, link text)
+    figures: dict[str, list[str]] = field(default_factory=dict)  # docname -> its figures' labels, in order
+    first_figure: dict[str, int] = field(default_factory=dict)  # docname -> number of its first figure
 
     @classmethod
     def from_config(cls, root: Path) -> Site:
@@ -48,7 +50,33 @@ class Site:
         for path in sorted((root / "book").rglob("*")):
             if path.suffix in (".ipynb", ".md") and ".ipynb_checkpoints" not in path.parts:
                 site._index(path)
+        site._number_figures(root / "_toc.yml")
         return site
+
+    def _number_figures(self, toc_path: Path) -> None:
+        """Figures are numbered through the book in the table of contents' order, as Sphinx does
+        ("Fig. 3" is the third figure of the book); a page outside the table counts from 1."""
+        import yaml
+
+        def files(node) -> list[str]:
+            if isinstance(node, dict):
+                own = [node["file"]] if "file" in node else []
+                own += [node["root"]] if "root" in node else []
+                return own + [
+                    f for key, value in node.items() if key not in ("file", "root") for f in files(value)
+                ]
+            return [f for item in node for f in files(item)] if isinstance(node, list) else []
+
+        order = files(yaml.safe_load(toc_path.read_text(encoding="utf-8"))) if toc_path.exists() else []
+        count = 0
+        for doc in [d.removesuffix(".ipynb").removesuffix(".md") for d in order]:
+            if doc in self.figures:
+                self.first_figure[doc] = count + 1
+                count += len(self.figures[doc])
+        for doc, names in self.figures.items():
+            for number, label in enumerate(names, start=self.first_figure.get(doc, 1)):
+                if label:
+                    self.labels.setdefault(label, (doc, f"Fig. {number}"))
 
     def _index(self, path: Path) -> None:
         doc = path.relative_to(self.root).with_suffix("").as_posix()
@@ -63,8 +91,12 @@ class Site:
         for match in _TARGET.finditer(text):
             after = re.search(r"^#+ +(.+)$", text[match.end() :], re.M)
             self.labels[match.group(1)] = (doc, after.group(1).strip() if after else match.group(1))
-        for number, match in enumerate(re.finditer(r"^:name: *([\w:.-]+)", text, re.M), start=1):
-            self.labels.setdefault(match.group(1), (doc, f"Figure {number}"))
+        blocks = re.finditer(
+            r"^ {0,3}(?:`{3,}|:{3,})\{(?:glue:figure|figure)\}.*\n((?:[ \t]*:[\w-]+:.*\n)*)", text, re.M
+        )
+        self.figures[doc] = [
+            (re.findall(r":name: *([\w:.-]+)", block.group(1)) or [""])[0] for block in blocks
+        ]
 
     def page(self, doc: str) -> str:
         return f"{self.site_url}{doc}.html"
@@ -353,7 +385,8 @@ def render_directive(page: Page, name: str, arg: str, options: dict[str, str], b
         page.record(arg)  # must exist; the image is the glue cell's output
         page.figures.append(arg)
         caption = render_markdown(page, body)
-        return f"**Figure {len(page.figures)}.** {caption}" if caption else f"**Figure {len(page.figures)}.**"
+        number = page.site.first_figure.get(page.doc, 1) + len(page.figures) - 1
+        return f"**Fig. {number}** {caption}".rstrip()
     if name in ("glue", "glue:", "glue:any", "glue:md"):
         data = page.record(arg)
         if "text/markdown" in data or "image/png" in data:
