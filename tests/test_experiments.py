@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
 import sys
 import types
 
@@ -61,7 +62,7 @@ def test_objects_are_bright_at_their_centres():
     d = ex.make_dataset(10, seed=0, config=cfg)
     # without noise or distractors, the image is exactly the objects: 9 pixels each, intensity in range
     lo, hi = cfg.object_intensity
-    for image, target in zip(d.images[:, 0], d.targets):
+    for image, target in zip(d.images[:, 0], d.targets, strict=False):
         n = int(target.sum())
         assert np.count_nonzero(image) == 9 * n
         assert lo <= image[image > 0].min() and image.max() <= hi
@@ -120,13 +121,15 @@ def test_average_precision_ties_form_one_threshold():
 def test_average_precision_edge_cases():
     assert ex.average_precision([3.0, 2.0, 1.0], [1, 1, 0]) == 1.0  # perfect ranking
     assert ex.average_precision([3.0, 2.0, 1.0], [0, 0, 1]) == pytest.approx(1 / 3)  # worst: P = 1/3 at R = 1
-    assert ex.average_precision([1.0, 1.0, 1.0, 1.0], [1, 0, 0, 0]) == pytest.approx(1 / 4)  # all tied: the rate
+    # all tied: the positive rate
+    assert ex.average_precision([1.0, 1.0, 1.0, 1.0], [1, 0, 0, 0]) == pytest.approx(1 / 4)
     assert ex.average_precision([0.2], [1]) == 1.0
     assert ex.average_precision(np.ones((2, 2)), np.ones((2, 2))) == 1.0  # shapes are flattened
     # invariant to any monotone transform of the scores (logits or probabilities rank alike)
     rng = np.random.default_rng(0)
     s, y = rng.normal(size=200), rng.random(200) < 0.1
-    assert ex.average_precision(s, y) == pytest.approx(ex.average_precision(1 / (1 + np.exp(-s)), y), abs=1e-15)
+    probs = 1 / (1 + np.exp(-s))
+    assert ex.average_precision(s, y) == pytest.approx(ex.average_precision(probs, y), abs=1e-15)
 
 
 def test_average_precision_of_random_scores_is_near_the_positive_rate():
@@ -137,8 +140,12 @@ def test_average_precision_of_random_scores_is_near_the_positive_rate():
 
 @pytest.mark.parametrize(
     "scores, labels, match",
-    [([0.1, 0.2], [0, 0], "no positive"), ([0.1], [1, 0], "same size"), ([np.nan, 0.2], [1, 0], "NaN"),
-     ([0.1, 0.2], [2, 0], "0 or 1")],
+    [
+        ([0.1, 0.2], [0, 0], "no positive"),
+        ([0.1], [1, 0], "same size"),
+        ([np.nan, 0.2], [1, 0], "NaN"),
+        ([0.1, 0.2], [2, 0], "0 or 1"),
+    ],
 )
 def test_average_precision_rejects_bad_input(scores, labels, match):
     with pytest.raises(ValueError, match=match):
@@ -185,11 +192,12 @@ def test_initial_predictions_sit_at_the_prior(data):
 
 def test_expected_initial_loss_matches_the_first_training_loss(data):
     train, _ = data
-    configs = [ex.LossConfig(gamma=g, alpha=a, prior=p) for g, a, p in [(2, 0.25, 0.01), (0, 0.75, 0.01), (0, None, None)]]
+    settings = [(2, 0.25, 0.01), (0, 0.75, 0.01), (0, None, None)]
+    configs = [ex.LossConfig(gamma=g, alpha=a, prior=p) for g, a, p in settings]
     result = ex.train(configs, train, ex.TrainConfig(steps=1, batch_size=64))
     first_batch = train.targets[ex.batch_order(len(train), 1, 64, 0)[0]]
     rate = float(first_batch.mean())
-    for cfg, measured in zip(configs, result.losses[0]):
+    for cfg, measured in zip(configs, result.losses[0], strict=False):
         expected = ex.expected_initial_loss(rate, cfg.prior, alpha=cfg.alpha, gamma=cfg.gamma)
         assert measured == pytest.approx(expected, rel=0.03)  # logits sit near, not at, the bias
     # closed form for plain CE at bias 0: every cell costs log 2, divided by the positive count
@@ -249,7 +257,7 @@ def test_training_is_reproducible(data):
     b = ex.train([ex.LossConfig(), ex.LossConfig(gamma=0, alpha=0.75)], train, cfg, track_grad_norm=True)
     np.testing.assert_array_equal(a.losses, b.losses)
     np.testing.assert_array_equal(a.grad_norms, b.grad_norms)
-    for pa, pb in zip(a.model.parameters(), b.model.parameters()):
+    for pa, pb in zip(a.model.parameters(), b.model.parameters(), strict=False):
         assert torch.equal(pa, pb)
 
 
@@ -280,9 +288,16 @@ def test_a_diverging_copy_is_frozen_and_harms_no_other(data):
     assert first_nan > 0 and np.isnan(with_bad.losses[first_nan:, 0]).all()
     assert np.isfinite(with_bad.losses[:first_nan, 0]).all()
     np.testing.assert_array_equal(with_bad.losses[:, 1], with_survivor.losses[:, 1])
-    # frozen: the diverged copy's weights are finite and its prediction is whatever it was, not NaN
-    head = with_bad.model.copy_weights(0)
-    assert all(np.isfinite(w).all() and np.isfinite(b).all() for w, b in head)
+    # frozen: the diverged copy's weights are exactly those after its last finite step (the run stopped
+    # there), although momentum and weight decay would still move them
+    stopped = ex.train([bad, good], train, ex.TrainConfig(steps=first_nan, lr=10.0))
+    pairs = zip(with_bad.model.copy_weights(0), stopped.model.copy_weights(0), strict=True)
+    for (w, b), (w_stop, b_stop) in pairs:
+        np.testing.assert_array_equal(w, w_stop)
+        np.testing.assert_array_equal(b, b_stop)
+        assert np.isfinite(w).all() and np.isfinite(b).all()
+    # while the healthy copy kept training
+    assert not np.array_equal(with_bad.model.copy_weights(1)[0][0], stopped.model.copy_weights(1)[0][0])
 
 
 def test_copy_weights_layout():
@@ -309,15 +324,124 @@ def test_keras_matches_torch_on_the_first_steps(data):
     np.testing.assert_allclose(keras_losses, torch_run.losses[:, 0], rtol=1e-3)
 
 
+def _no_frontend(monkeypatch):
+    for name in ("FOCAL_REF_PROGRESS", "JPY_SESSION_NAME", "VSCODE_PID", "VSCODE_CWD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+
+
 def test_progress_bars_only_when_asked_or_watched(monkeypatch):
-    """None means: a bar in Colab or an interactive terminal, none in an executed notebook or under pytest."""
+    """None means: a bar in Colab, Jupyter, VS Code or a terminal; none in an executed notebook or pytest."""
     from tqdm.auto import tqdm
 
+    from focal_ref.experiments.progress import progress_bar, someone_watching
+
+    _no_frontend(monkeypatch)
     steps = range(3)
-    assert ex._progress(steps, False, 3) is steps
-    assert ex._progress(steps, None, 3) is steps  # pytest captures stdout: not a terminal, not Colab
+    assert progress_bar(steps, False, 3) is steps
+    assert progress_bar(steps, None, 3) is steps  # pytest captures stdout: not a terminal, not a notebook
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
-    bar = ex._progress(steps, None, 3)
+    bar = progress_bar(steps, None, 3)
     assert isinstance(bar, tqdm) and list(bar) == [0, 1, 2]
     bar.close()
-    assert ex._progress(steps, False, 3) is steps
+    assert progress_bar(steps, False, 3) is steps
+    monkeypatch.setenv("FOCAL_REF_PROGRESS", "0")  # the override wins, also in Colab
+    assert not someone_watching()
+    monkeypatch.setenv("FOCAL_REF_PROGRESS", "1")
+    monkeypatch.delitem(sys.modules, "google.colab")
+    assert someone_watching()
+
+
+@pytest.mark.parametrize("frontend", ["JPY_SESSION_NAME", "VSCODE_PID"])
+def test_progress_in_a_jupyter_or_vscode_kernel_but_not_an_executed_notebook(monkeypatch, frontend):
+    from focal_ref.experiments.progress import someone_watching
+
+    _no_frontend(monkeypatch)
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    assert not someone_watching()  # a kernel run by nbclient (nbval, jupyter execute, the book build)
+    monkeypatch.setenv(frontend, "1")
+    assert someone_watching()  # a kernel of a Jupyter server or of VS Code
+
+
+def test_train_keras_draws_a_bar_over_its_steps(data, monkeypatch):
+    pytest.importorskip("keras")
+    import tqdm.auto
+
+    seen = []
+    real = tqdm.auto.tqdm
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", spy)
+    train, _ = data
+    ex.train_keras(ex.LossConfig(), train, ex.TrainConfig(steps=2), progress=True)
+    assert [k["total"] for k in seen] == [2]
+
+
+# ----------------------------------------------------------------------------------------------
+# NumPy-only metrics; AP against scikit-learn; Keras on JAX
+
+
+def test_metrics_import_without_torch():
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from focal_ref.experiments import average_precision, expected_initial_loss, make_dataset\n"
+        "from focal_ref.experiments.metrics import normalized_loss_cdf\n"
+        "ap = average_precision([0.9, 0.1, 0.5], [1, 0, 1])\n"
+        "print(ap, round(expected_initial_loss(0.01, 0.01, alpha=0.25, gamma=2.0), 4))\n"
+        "assert make_dataset(2, seed=0).images.shape == (2, 1, 32, 32)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1.0", "1.1285"]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_average_precision_matches_scikit_learn(seed):
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 400))
+    labels = rng.random(n) < rng.uniform(0.01, 0.5)
+    labels[rng.integers(n)] = True
+    # rounding makes ties, which form one threshold in both
+    scores = np.round(rng.normal(size=n) + labels * rng.uniform(0, 2), int(rng.integers(0, 3)))
+    want = sklearn_metrics.average_precision_score(labels, scores)
+    assert ex.average_precision(scores, labels) == pytest.approx(want, rel=1e-12)
+
+
+def _keras_backend_run(backend, code):
+    env = dict(os.environ, KERAS_BACKEND=backend, JAX_ENABLE_X64="1", TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
+
+
+def test_train_keras_runs_on_jax_and_matches_torch(data):
+    pytest.importorskip("jax")
+    train, _ = data
+    torch_run = ex.train([ex.LossConfig()], train, ex.TrainConfig(steps=5))
+    code = (
+        "from focal_ref import experiments as ex\n"
+        "train = ex.make_dataset(256, seed=1)\n"
+        "config = ex.TrainConfig(steps=5)\n"
+        "model, losses, ap = ex.train_keras(ex.LossConfig(), train, config, eval_data=train)\n"
+        "print(*losses.tolist(), ap)\n"
+    )
+    done = _keras_backend_run("jax", code)
+    assert done.returncode == 0, done.stderr[-3000:]
+    *losses, ap = (float(v) for v in done.stdout.split())
+    np.testing.assert_allclose(losses, torch_run.losses[:, 0], rtol=1e-3)
+    assert 0.0 < ap <= 1.0  # the trained weights were written back into the model that predicts
+
+
+def test_train_keras_rejects_other_backends_before_building():
+    code = (
+        "from focal_ref import experiments as ex\n"
+        "try:\n"
+        "    ex.train_keras(ex.LossConfig(), ex.make_dataset(8, seed=0), init_from=object())\n"
+        "except ValueError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = _keras_backend_run("numpy", code)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "not 'numpy'" in done.stdout
