@@ -25,7 +25,7 @@ Third derivatives are autograd of the closed-form second derivative, untested.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional, Tuple
+from typing import Any
 
 import torch
 
@@ -54,9 +54,9 @@ class Spec:
     alpha: Any = None
     gamma: float = 2.0
     beta: float = 1.0
-    dim: Optional[int] = None
+    dim: int | None = None
     kind: str = "probabilities"
-    ignore_index: Optional[int] = None
+    ignore_index: int | None = None
     summed: bool = False
     keep_grad: bool = True
     fused: bool = False
@@ -74,7 +74,9 @@ def _elementwise_kernel(spec: Spec):
         return lambda x, y, need_grad: kernel(x, y, spec.alpha, spec.gamma, need_grad=need_grad)
     if spec.family == "binary":
         return lambda x, y, need_grad: _k.binary_kernel(x, y, spec.alpha, spec.gamma, need_grad=need_grad)
-    return lambda x, y, need_grad: _k.star_kernel(x, y, spec.alpha, spec.gamma, spec.beta, need_grad=need_grad)
+    return lambda x, y, need_grad: _k.star_kernel(
+        x, y, spec.alpha, spec.gamma, spec.beta, need_grad=need_grad
+    )
 
 
 def _total(loss: torch.Tensor) -> torch.Tensor:
@@ -124,10 +126,14 @@ def first_order(spec: Spec, x: torch.Tensor, target: torch.Tensor, need_grad: bo
     """(loss, D) of the family's kernel, x already in the compute dtype."""
     target = _as_values(spec, target, x)
     if spec.family in ELEMENTWISE:
-        return in_cpu_blocks(_elementwise_kernel(spec), x, target, need_grad, spec.summed, blocks=not spec.fused)
+        return in_cpu_blocks(
+            _elementwise_kernel(spec), x, target, need_grad, spec.summed, blocks=not spec.fused
+        )
     if spec.family == "softmax":
         if spec.kind == "indices":
-            return _k.softmax_index_kernel(x, target, spec.alpha, spec.ignore_index, spec.gamma, spec.dim, need_grad)
+            return _k.softmax_index_kernel(
+                x, target, spec.alpha, spec.ignore_index, spec.gamma, spec.dim, need_grad
+            )
         return _k.softmax_prob_kernel(x, target, spec.alpha, spec.gamma, spec.dim, need_grad)
     w = _k.dense_weights(target, spec.kind, spec.alpha, spec.ignore_index, x, spec.dim)
     return _k.categorical_kernel(x, w, spec.gamma, spec.dim, need_grad)
@@ -198,7 +204,7 @@ class _Focal(torch.autograd.Function):
         ctx.save_for_forward(x, target, d)
 
     @staticmethod
-    def backward(ctx, grad_loss: torch.Tensor, _grad_d: Optional[torch.Tensor]):
+    def backward(ctx, grad_loss: torch.Tensor, _grad_d: torch.Tensor | None):
         x, target, d = ctx.saved_tensors
         spec = ctx.spec
         d = _derivative(spec, x, target, d)
@@ -209,7 +215,7 @@ class _Focal(torch.autograd.Function):
         return grad, None, None, None
 
     @staticmethod
-    def jvp(ctx, x_t: Optional[torch.Tensor], *_tangents):
+    def jvp(ctx, x_t: torch.Tensor | None, *_tangents):
         x, target, d = ctx.saved_tensors
         spec = ctx.spec
         if x_t is None:
@@ -269,6 +275,6 @@ def apply(x: torch.Tensor, target: torch.Tensor, spec: Spec) -> torch.Tensor:
     return loss
 
 
-def kernel_grad(spec: Spec, x: torch.Tensor, target: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+def kernel_grad(spec: Spec, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss, D) without autograd, x detached and in its compute dtype."""
     return first_order(spec, x.detach().to(_k.compute_dtype(x.dtype)), target, True)

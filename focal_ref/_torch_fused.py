@@ -12,11 +12,14 @@ from . import _torch_kernels as _k
 
 COMPILED: dict = {}
 
-_INTERNAL_DIRS = (os.path.dirname(os.path.abspath(__file__)), os.path.dirname(os.path.abspath(torch.__file__)))
+_INTERNAL_DIRS = (
+    os.path.dirname(os.path.abspath(__file__)),
+    os.path.dirname(os.path.abspath(torch.__file__)),
+)
 
 
 def caller_stacklevel() -> int:
-    """The ``stacklevel`` of the first frame outside focal_ref and torch: warnings point at the user's line."""
+    """The ``stacklevel`` of the first frame outside focal_ref and torch: a warning points at the user."""
     frame, level = sys._getframe(1), 1
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_INTERNAL_DIRS):
         frame, level = frame.f_back, level + 1

@@ -10,14 +10,12 @@ classes of a sample: :func:`softmax_hvp` gives the per-sample Hessian times a ve
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 from ._torch_kernels import binary_alpha_t, focal_h, log_softmax_parts, others_sum, power
 
 
-def sigmoid_hess(x: torch.Tensor, y: torch.Tensor, alpha: Optional[float], gamma: float) -> torch.Tensor:
+def sigmoid_hess(x: torch.Tensor, y: torch.Tensor, alpha: float | None, gamma: float) -> torch.Tensor:
     """d2FL/dx2 of the sigmoid focal loss, elementwise.
 
     With m = 1 - p_t, s = 1 - 2y, r = p q / m in [0, 1], E = gamma s r CE + (p - y) (so that
@@ -46,7 +44,9 @@ def sigmoid_hess(x: torch.Tensor, y: torch.Tensor, alpha: Optional[float], gamma
     return hess if alpha_t is None else alpha_t * hess
 
 
-def star_hess(x: torch.Tensor, y: torch.Tensor, alpha: Optional[float], gamma: float, beta: float) -> torch.Tensor:
+def star_hess(
+    x: torch.Tensor, y: torch.Tensor, alpha: float | None, gamma: float, beta: float
+) -> torch.Tensor:
     """d2FL*/dx2 = alpha_t gamma sigma(z) sigma(-z), z = gamma y' x + beta (y'^2 = 1)."""
     sign = 2.0 * y - 1.0
     z = sign * x * gamma + beta
@@ -55,7 +55,7 @@ def star_hess(x: torch.Tensor, y: torch.Tensor, alpha: Optional[float], gamma: f
     return hess if alpha_t is None else alpha_t * hess
 
 
-def binary_hess(p: torch.Tensor, y: torch.Tensor, alpha: Optional[float], gamma: float) -> torch.Tensor:
+def binary_hess(p: torch.Tensor, y: torch.Tensor, alpha: float | None, gamma: float) -> torch.Tensor:
     """d2FL/dp2 of the probability-input binary loss, elementwise, at face value.
 
     With m = y(1-p) + (1-y)p, s = 1 - 2y, c = CE/m (limit 1 where m = 0):
@@ -139,4 +139,3 @@ def softmax_hvp(x: torch.Tensor, w: torch.Tensor, gamma: float, dim: int, v: tor
         q = gamma * w * u_gamma * scaled
         hv = hv + p * others_sum(q, dim, signed=True) - u * q
     return hv
-

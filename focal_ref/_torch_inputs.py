@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from typing import Any, Optional, Tuple
+from typing import Any
 
 import torch
 
@@ -79,7 +79,7 @@ def sigmoid_inputs(logits, targets, alpha, gamma, reduction, validate, name="log
 
 def softmax_inputs(
     logits, targets, alpha, gamma, reduction, dim, ignore_index, validate, name
-) -> Tuple[torch.Tensor, int, str, torch.Tensor, Any, float, str, Optional[torch.Tensor]]:
+) -> tuple[torch.Tensor, int, str, torch.Tensor, Any, float, str, torch.Tensor | None]:
     """(x, dim, kind, target, alpha, gamma, reduction, keep) for the softmax losses.
 
     ``target`` is the class-index tensor (int64) or the probabilities as given (bool one-hot rows too, as
@@ -98,7 +98,8 @@ def softmax_inputs(
     if kind == "indices":
         if raw.is_floating_point() or raw.dtype == torch.bool:
             raise TypeError(
-                f"targets of shape {tuple(raw.shape)} are class indices and must be integers, got dtype {raw.dtype}"
+                f"targets of shape {tuple(raw.shape)} are class indices and must be integers, "
+                f"got dtype {raw.dtype}"
             )
         index = raw.to(device=x.device, dtype=torch.long)
         keep = None if ignore_index is None else index != ignore_index
@@ -110,7 +111,9 @@ def softmax_inputs(
             )
         return x, dim, kind, index, alpha, gamma, reduction, keep
     if ignore_index is not None:
-        raise ValueError("ignore_index applies only to integer class-index targets, not to probability targets")
+        raise ValueError(
+            "ignore_index applies only to integer class-index targets, not to probability targets"
+        )
     y = raw.to(device=x.device)  # converted to the compute dtype inside the Function
     if validate:
         check_unit_interval(y.to(compute_dtype(x.dtype)), "targets")

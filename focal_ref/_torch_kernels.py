@@ -8,13 +8,12 @@ compute dtype (float64 or float32) and ``need_grad``; without it the derivative 
 from __future__ import annotations
 
 import math
-
-from typing import Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
-Pair = Tuple[torch.Tensor, Optional[torch.Tensor]]
+Pair = tuple[torch.Tensor, torch.Tensor | None]
 
 # z above which log1p(e^-z) equals e^-z to the last bit in float64 (e^-z < 2^-53 / 2)
 _EXP_TAIL = 40.0
@@ -30,7 +29,7 @@ def scalar(value: float, like: torch.Tensor) -> torch.Tensor:
     return torch.full((), value, dtype=like.dtype, device=like.device)
 
 
-def power(base: torch.Tensor, gamma: float, inplace: bool = False) -> Optional[torch.Tensor]:
+def power(base: torch.Tensor, gamma: float, inplace: bool = False) -> torch.Tensor | None:
     """``base ** gamma`` with the common exponents as products; ``None`` stands for a factor of 1.
 
     The one helper for the modulating factor m^gamma. A plain power, never exp(gamma log m): its
@@ -52,14 +51,14 @@ def _into(op, *args, out: torch.Tensor) -> torch.Tensor:
     return op(*args, out=out)
 
 
-def binary_alpha_t(alpha: Optional[float], y: torch.Tensor) -> Optional[torch.Tensor]:
+def binary_alpha_t(alpha: float | None, y: torch.Tensor) -> torch.Tensor | None:
     """alpha_t = alpha y + (1 - alpha)(1 - y), exact for hard labels; ``None`` for no weighting."""
     if alpha is None:
         return None
     return torch.lerp(scalar(1.0 - alpha, y), scalar(alpha, y), y)
 
 
-def class_weights(alpha: Optional[Sequence[float]], like: torch.Tensor) -> Optional[torch.Tensor]:
+def class_weights(alpha: Sequence[float] | None, like: torch.Tensor) -> torch.Tensor | None:
     """Per-class weights as a 1-d tensor on ``like``'s device (``None`` for none)."""
     if alpha is None:
         return None
@@ -77,7 +76,9 @@ def class_view(weights: torch.Tensor, ndim: int, dim: int) -> torch.Tensor:
 # sigmoid / binary / FL*
 
 
-def sigmoid_kernel(x: torch.Tensor, y: torch.Tensor, alpha: Optional[float], gamma: float, need_grad: bool) -> Pair:
+def sigmoid_kernel(
+    x: torch.Tensor, y: torch.Tensor, alpha: float | None, gamma: float, need_grad: bool
+) -> Pair:
     """FL and dFL/dx elementwise; the reference's ``sigmoid_focal_loss`` and ``sigmoid_focal_loss_grad``.
 
     dFL/dx = alpha_t m^gamma [gamma (1-2y) r CE + (p - y)], m = 1 - p_t, r = p(1-p)/m in [0, 1].
@@ -103,7 +104,9 @@ def sigmoid_kernel(x: torch.Tensor, y: torch.Tensor, alpha: Optional[float], gam
         p_minus_y = p.lerp_(q.neg_(), y)  # (1-y) p - y q: exact -q for y = 1, no cancellation near p = 1
     weight = power(m, gamma, inplace=True)
     if alpha is not None:
-        alpha_t = _into(torch.lerp, scalar(1.0 - alpha, x), scalar(alpha, x), y, out=q)  # exact for hard labels
+        alpha_t = _into(
+            torch.lerp, scalar(1.0 - alpha, x), scalar(alpha, x), y, out=q
+        )  # exact for hard labels
         weight = alpha_t if weight is None else alpha_t.mul_(weight)
     grad = None
     if need_grad:
@@ -114,7 +117,9 @@ def sigmoid_kernel(x: torch.Tensor, y: torch.Tensor, alpha: Optional[float], gam
     return loss, grad
 
 
-def binary_kernel(p: torch.Tensor, y: torch.Tensor, alpha: Optional[float], gamma: float, need_grad: bool) -> Pair:
+def binary_kernel(
+    p: torch.Tensor, y: torch.Tensor, alpha: float | None, gamma: float, need_grad: bool
+) -> Pair:
     """FL of probabilities and dFL/dp, the reference's ``binary_focal_loss`` taken at face value.
 
     dFL/dp = alpha_t m^gamma [gamma (1-2y) CE/m + dCE/dp], m = y(1-p) + (1-y)p; CE/m -> 1 where m = 0.
@@ -145,7 +150,7 @@ def binary_kernel(p: torch.Tensor, y: torch.Tensor, alpha: Optional[float], gamm
 
 
 def star_kernel(
-    x: torch.Tensor, y: torch.Tensor, alpha: Optional[float], gamma: float, beta: float, need_grad: bool
+    x: torch.Tensor, y: torch.Tensor, alpha: float | None, gamma: float, beta: float, need_grad: bool
 ) -> Pair:
     """FL* = alpha_t softplus(-z)/gamma, z = gamma y' x + beta; dFL*/dx = -alpha_t y' sigmoid(-z).
 
@@ -176,7 +181,7 @@ def star_kernel(
 # softmax / categorical
 
 
-def log_softmax_parts(x: torch.Tensor, dim: int) -> Tuple[torch.Tensor, torch.Tensor]:
+def log_softmax_parts(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """log p and u = 1 - p along ``dim``, accurate also for the dominant class as p -> 1.
 
     With k the argmax and s = sum_{c != k} exp(x_c - x_k): log p_k = -log1p(s), 1 - p_k = s/(1+s);
@@ -199,8 +204,8 @@ def focal_h(p: torch.Tensor, log_p: torch.Tensor, u: torch.Tensor) -> torch.Tens
 
 
 def index_weights(
-    index: torch.Tensor, alpha: Optional[Sequence[float]], ignore_index: Optional[int], like: torch.Tensor
-) -> Tuple[torch.Tensor, torch.Tensor]:
+    index: torch.Tensor, alpha: Sequence[float] | None, ignore_index: int | None, like: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(safe index, alpha_t) for class-index targets: ignored samples get index 0 and weight 0."""
     safe = index
     keep = None
@@ -218,7 +223,7 @@ def index_weights(
 
 
 def dense_weights(
-    target: torch.Tensor, kind: str, alpha: Optional[Sequence[float]], ignore_index: Optional[int], like, dim: int
+    target: torch.Tensor, kind: str, alpha: Sequence[float] | None, ignore_index: int | None, like, dim: int
 ) -> torch.Tensor:
     """w_c = y_c alpha_c of the logits' shape, for index or probability targets."""
     if kind == "indices":
@@ -245,8 +250,8 @@ def others_sum(values: torch.Tensor, dim: int, signed: bool = False) -> torch.Te
 def softmax_index_kernel(
     x: torch.Tensor,
     index: torch.Tensor,
-    alpha: Optional[Sequence[float]],
-    ignore_index: Optional[int],
+    alpha: Sequence[float] | None,
+    ignore_index: int | None,
     gamma: float,
     dim: int,
     need_grad: bool,
@@ -272,7 +277,7 @@ def softmax_index_kernel(
 
 
 def softmax_prob_kernel(
-    x: torch.Tensor, y: torch.Tensor, alpha: Optional[Sequence[float]], gamma: float, dim: int, need_grad: bool
+    x: torch.Tensor, y: torch.Tensor, alpha: Sequence[float] | None, gamma: float, dim: int, need_grad: bool
 ) -> Pair:
     """Probability targets, w_c = y_c alpha_c: the reference's softmax_focal_loss(_grad).
 

@@ -5,13 +5,13 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from cases import ALPHAS, GAMMAS, sigmoid_cases, softmax_cases
 
 import focal_ref as ref
 import focal_ref._torch_autograd as ag
 import focal_ref._torch_fused as fused_mod
 import focal_ref._torch_kernels as kern
 import focal_ref.torch as ft
-from cases import ALPHAS, GAMMAS, sigmoid_cases, softmax_cases
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]
@@ -41,7 +41,9 @@ def _assert_close(actual, expected, rtol, floor, scale=None):
     scale = np.abs(expected) if scale is None else scale
     # an absolute error up to ``floor`` is allowed: a subnormal result may be flushed to 0
     err = np.abs(actual - expected) / np.maximum(scale, floor / rtol)
-    assert err.max() <= rtol, f"worst relative error {err.max():.3g} > {rtol:g} at {np.unravel_index(err.argmax(), err.shape)}"
+    assert err.max() <= rtol, (
+        f"worst relative error {err.max():.3g} > {rtol:g} at {np.unravel_index(err.argmax(), err.shape)}"
+    )
 
 
 def _rounded(values, dtype, device):
@@ -67,7 +69,9 @@ def test_sigmoid_matches_reference(device, dtype, gamma):
         loss = ft.sigmoid_focal_loss(x, y, alpha=alpha, gamma=gamma)
         loss.backward(torch.ones_like(loss))
         assert loss.dtype == dtype and x.grad.dtype == dtype and loss.device == x.device
-        _assert_close(loss, ref.sigmoid_focal_loss(x64, y64, alpha=alpha, gamma=gamma), loss_rtol, _floor(dtype))
+        _assert_close(
+            loss, ref.sigmoid_focal_loss(x64, y64, alpha=alpha, gamma=gamma), loss_rtol, _floor(dtype)
+        )
         expected = ref.sigmoid_focal_loss_grad(x64, y64, alpha=alpha, gamma=gamma)
         _assert_close(x.grad, expected, grad_rtol, _floor(dtype))
         direct = ft.sigmoid_focal_loss_grad(x.detach(), y, alpha=alpha, gamma=gamma)
@@ -91,7 +95,9 @@ def test_softmax_matches_reference(device, dtype, gamma, kind):
         loss = ft.softmax_focal_loss(x, t, alpha=alpha, gamma=gamma)
         loss.sum().backward()
         assert loss.shape == (logits.shape[0],) and loss.dtype == dtype
-        _assert_close(loss, ref.softmax_focal_loss(x64, t64, alpha=alpha, gamma=gamma), loss_rtol, _floor(dtype))
+        _assert_close(
+            loss, ref.softmax_focal_loss(x64, t64, alpha=alpha, gamma=gamma), loss_rtol, _floor(dtype)
+        )
         expected = ref.softmax_focal_loss_grad(x64, t64, alpha=alpha, gamma=gamma)
         # gradients relative to the largest component of each sample's gradient
         row_scale = np.abs(expected).max(axis=-1, keepdims=True)
@@ -105,19 +111,29 @@ def test_softmax_class_axis_of_a_dense_map(kind):
     """(N, C, H, W) logits with dim=1 (and the same data with the class axis last, dim=-1)."""
     rng = np.random.default_rng(3)
     logits = rng.normal(0.0, 5.0, (2, 4, 3, 5))
-    targets = rng.integers(0, 4, (2, 3, 5)) if kind == "indices" else rng.dirichlet(np.ones(4), (2, 3, 5)).transpose(0, 3, 1, 2)
+    targets = (
+        rng.integers(0, 4, (2, 3, 5))
+        if kind == "indices"
+        else rng.dirichlet(np.ones(4), (2, 3, 5)).transpose(0, 3, 1, 2)
+    )
     alpha = (0.2, 0.4, 0.6, 0.8)
     x = torch.tensor(logits, requires_grad=True)
     loss = ft.softmax_focal_loss(x, torch.tensor(targets), alpha=alpha, gamma=1.5)
     loss.sum().backward()
-    np.testing.assert_allclose(loss.detach().numpy(), ref.softmax_focal_loss(logits, targets, alpha=alpha, gamma=1.5, axis=1), rtol=1e-13)
+    np.testing.assert_allclose(
+        loss.detach().numpy(),
+        ref.softmax_focal_loss(logits, targets, alpha=alpha, gamma=1.5, axis=1),
+        rtol=1e-13,
+    )
     expected_grad = ref.softmax_focal_loss_grad(logits, targets, alpha=alpha, gamma=1.5, axis=1)
     np.testing.assert_allclose(x.grad.numpy(), expected_grad, rtol=1e-12, atol=1e-15)
     # the same map, classes moved last and given as dim=-1 (a non-contiguous view)
     last = torch.tensor(logits).movedim(1, -1)
     t_last = torch.tensor(targets) if kind == "indices" else torch.tensor(targets).movedim(1, -1)
     np.testing.assert_allclose(
-        ft.softmax_focal_loss(last, t_last, alpha=alpha, gamma=1.5, dim=-1).numpy(), loss.detach().numpy(), rtol=1e-14
+        ft.softmax_focal_loss(last, t_last, alpha=alpha, gamma=1.5, dim=-1).numpy(),
+        loss.detach().numpy(),
+        rtol=1e-14,
     )
 
 
@@ -125,7 +141,12 @@ def test_softmax_class_axis_of_a_dense_map(kind):
 def test_probability_inputs_match_reference(gamma):
     rng = np.random.default_rng(5)
     probs = np.concatenate([rng.uniform(0, 1, 200), [0.0, 1e-12, 0.5, 1 - 1e-12, 1.0]])
-    targets = np.concatenate([np.where(rng.uniform(size=200) < 0.5, rng.integers(0, 2, 200), rng.uniform(0, 1, 200)), [0.0, 1.0, 0.3, 1.0, 1.0]])
+    targets = np.concatenate(
+        [
+            np.where(rng.uniform(size=200) < 0.5, rng.integers(0, 2, 200), rng.uniform(0, 1, 200)),
+            [0.0, 1.0, 0.3, 1.0, 1.0],
+        ]
+    )
     np.testing.assert_allclose(
         ft.binary_focal_loss(torch.tensor(probs), torch.tensor(targets), gamma=gamma).numpy(),
         ref.binary_focal_loss(probs, targets, gamma=gamma),
@@ -135,7 +156,9 @@ def test_probability_inputs_match_reference(gamma):
     p = rng.dirichlet(np.ones(5), 60)
     for targets in (rng.integers(0, 5, 60), rng.dirichlet(np.ones(5), 60)):
         np.testing.assert_allclose(
-            ft.categorical_focal_loss(torch.tensor(p), torch.tensor(targets), alpha=(0.1, 0.2, 0.3, 0.4, 0.5), gamma=gamma).numpy(),
+            ft.categorical_focal_loss(
+                torch.tensor(p), torch.tensor(targets), alpha=(0.1, 0.2, 0.3, 0.4, 0.5), gamma=gamma
+            ).numpy(),
             ref.categorical_focal_loss(p, targets, alpha=(0.1, 0.2, 0.3, 0.4, 0.5), gamma=gamma),
             rtol=1e-13,
         )
@@ -149,9 +172,16 @@ def test_focal_loss_star_matches_reference(dtype):
     x.requires_grad_(True)
     for gamma, beta, alpha in [(2.0, 1.0, 0.25), (0.5, -3.0, None), (4.0, 0.0, 0.75)]:
         x.grad = None
-        loss = ft.sigmoid_focal_loss_star(x, torch.tensor(targets, dtype=dtype), gamma=gamma, beta=beta, alpha=alpha)
+        loss = ft.sigmoid_focal_loss_star(
+            x, torch.tensor(targets, dtype=dtype), gamma=gamma, beta=beta, alpha=alpha
+        )
         loss.sum().backward()
-        _assert_close(loss, ref.sigmoid_focal_loss_star(x64, targets, gamma=gamma, beta=beta, alpha=alpha), RTOL[dtype][0], _floor(dtype))
+        _assert_close(
+            loss,
+            ref.sigmoid_focal_loss_star(x64, targets, gamma=gamma, beta=beta, alpha=alpha),
+            RTOL[dtype][0],
+            _floor(dtype),
+        )
         expected = ref.sigmoid_focal_loss_star_grad(x64, targets, gamma=gamma, beta=beta, alpha=alpha)
         _assert_close(x.grad, expected, RTOL[dtype][1], _floor(dtype))
 
@@ -199,7 +229,11 @@ def _plain_softmax_focal(x, w, gamma):
 def test_closed_form_backward_equals_autograd_of_plain_formula(gamma):
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(300, generator=gen, dtype=torch.float64) * 4
-    y = torch.where(torch.rand(300, generator=gen) < 0.5, (torch.rand(300, generator=gen) < 0.5).double(), torch.rand(300, generator=gen, dtype=torch.float64))
+    y = torch.where(
+        torch.rand(300, generator=gen) < 0.5,
+        (torch.rand(300, generator=gen) < 0.5).double(),
+        torch.rand(300, generator=gen, dtype=torch.float64),
+    )
     upstream = torch.rand(300, generator=gen, dtype=torch.float64)
     ours = x.clone().requires_grad_(True)
     plain = x.clone().requires_grad_(True)
@@ -227,7 +261,12 @@ def test_finite_at_saturation_for_small_gamma(device, dtype, gamma):
     magnitudes = torch.tensor([9.0, 17.0, 40.0, 100.0, 745.0, 1e4, big], dtype=torch.float64)
     logits = torch.cat([magnitudes, -magnitudes]).to(dtype)
     logits = logits[torch.isfinite(logits)]
-    for targets in (torch.ones_like(logits), torch.zeros_like(logits), (logits > 0).to(dtype), torch.full_like(logits, 0.5)):
+    for targets in (
+        torch.ones_like(logits),
+        torch.zeros_like(logits),
+        (logits > 0).to(dtype),
+        torch.full_like(logits, 0.5),
+    ):
         x = logits.clone().to(device).requires_grad_(True)
         loss = ft.sigmoid_focal_loss(x, targets.to(device), gamma=gamma)
         loss.sum().backward()
@@ -287,19 +326,32 @@ def _torchvision_formula(x, y, alpha=0.25, gamma=2.0):
 
 
 @pytest.mark.parametrize(
-    "dtype, per_element", [(torch.float32, 4), (torch.float16, 4), (torch.bfloat16, 4), (torch.float64, 8)], ids=str
+    "dtype, per_element",
+    [(torch.float32, 4), (torch.float16, 4), (torch.bfloat16, 4), (torch.float64, 8)],
+    ids=str,
 )
 def test_saved_bytes_per_element(dtype, per_element):
     n = 12_345
     x = torch.randn(n, dtype=dtype, requires_grad=True)
     y = (torch.rand(n) < 0.3).to(dtype)
-    assert _saved_bytes(lambda v: ft.sigmoid_focal_loss(v, y, reduction="mean"), x, targets=y) == per_element * n
-    assert _saved_bytes(lambda v: ft.sigmoid_focal_loss(v, y, gamma=0.5, alpha=None).sum(), x, targets=y) == per_element * n
+    assert (
+        _saved_bytes(lambda v: ft.sigmoid_focal_loss(v, y, reduction="mean"), x, targets=y) == per_element * n
+    )
+    assert (
+        _saved_bytes(lambda v: ft.sigmoid_focal_loss(v, y, gamma=0.5, alpha=None).sum(), x, targets=y)
+        == per_element * n
+    )
     logits = torch.randn(n // 5, 5, dtype=dtype, requires_grad=True)
     index = torch.randint(0, 5, (n // 5,))
-    assert _saved_bytes(lambda v: ft.softmax_focal_loss(v, index, reduction="mean"), logits, targets=index) == per_element * logits.numel()
+    assert (
+        _saved_bytes(lambda v: ft.softmax_focal_loss(v, index, reduction="mean"), logits, targets=index)
+        == per_element * logits.numel()
+    )
     soft = torch.softmax(torch.randn(n // 5, 5), 1).to(dtype)
-    assert _saved_bytes(lambda v: ft.softmax_focal_loss(v, soft, reduction="sum"), logits, targets=soft) == per_element * logits.numel()
+    assert (
+        _saved_bytes(lambda v: ft.softmax_focal_loss(v, soft, reduction="sum"), logits, targets=soft)
+        == per_element * logits.numel()
+    )
 
 
 def test_torchvision_formula_keeps_about_24_bytes_per_element():
@@ -341,13 +393,18 @@ def test_grad_functions_take_logits_that_require_grad():
     y = torch.rand(6, 5, generator=gen, dtype=torch.float64)
     grad = ft.sigmoid_focal_loss_grad(x, y, gamma=0.5)
     assert not grad.requires_grad
-    np.testing.assert_allclose(grad.numpy(), ref.sigmoid_focal_loss_grad(x.detach().numpy(), y.numpy(), gamma=0.5),
-                               rtol=1e-13)
+    np.testing.assert_allclose(
+        grad.numpy(), ref.sigmoid_focal_loss_grad(x.detach().numpy(), y.numpy(), gamma=0.5), rtol=1e-13
+    )
     index = torch.tensor([0, 4, 2, 1, 3, 0])
     grad = ft.softmax_focal_loss_grad(x, index, gamma=0.5)
     assert not grad.requires_grad
-    np.testing.assert_allclose(grad.numpy(), ref.softmax_focal_loss_grad(x.detach().numpy(), index.numpy(), gamma=0.5),
-                               rtol=1e-13, atol=1e-300)
+    np.testing.assert_allclose(
+        grad.numpy(),
+        ref.softmax_focal_loss_grad(x.detach().numpy(), index.numpy(), gamma=0.5),
+        rtol=1e-13,
+        atol=1e-300,
+    )
 
 
 def test_double_backward_gives_the_second_derivative():
@@ -385,19 +442,30 @@ def test_reductions():
     torch.testing.assert_close(ft.sigmoid_focal_loss(x, y, reduction="sum"), none.sum(), rtol=1e-15, atol=0)
     torch.testing.assert_close(ft.sigmoid_focal_loss(x, y, reduction="mean"), none.mean(), rtol=1e-15, atol=0)
     np.testing.assert_allclose(
-        ft.sigmoid_focal_loss(x, y, reduction="mean").item(), ref.sigmoid_focal_loss(x.numpy(), y.numpy(), reduction="mean"), rtol=1e-14
+        ft.sigmoid_focal_loss(x, y, reduction="mean").item(),
+        ref.sigmoid_focal_loss(x.numpy(), y.numpy(), reduction="mean"),
+        rtol=1e-14,
     )
     index = torch.randint(0, 4, (7,), generator=gen)
     per_sample = ft.softmax_focal_loss(x, index)
-    torch.testing.assert_close(ft.softmax_focal_loss(x, index, reduction="sum"), per_sample.sum(), rtol=1e-15, atol=0)
-    torch.testing.assert_close(ft.softmax_focal_loss(x, index, reduction="mean"), per_sample.mean(), rtol=1e-15, atol=0)
+    torch.testing.assert_close(
+        ft.softmax_focal_loss(x, index, reduction="sum"), per_sample.sum(), rtol=1e-15, atol=0
+    )
+    torch.testing.assert_close(
+        ft.softmax_focal_loss(x, index, reduction="mean"), per_sample.mean(), rtol=1e-15, atol=0
+    )
     # empty input: "mean" over nothing is 0, as in the reference
     empty = torch.zeros(0, requires_grad=True)
     assert ft.sigmoid_focal_loss(empty, torch.zeros(0), reduction="mean").item() == 0.0
     # 0-d input and plain lists
-    assert np.isclose(ft.sigmoid_focal_loss(torch.tensor(2.0, dtype=torch.float64), torch.tensor(1.0)).item(), ref.sigmoid_focal_loss(2.0, 1.0))
+    assert np.isclose(
+        ft.sigmoid_focal_loss(torch.tensor(2.0, dtype=torch.float64), torch.tensor(1.0)).item(),
+        ref.sigmoid_focal_loss(2.0, 1.0),
+    )
     np.testing.assert_allclose(
-        ft.sigmoid_focal_loss([2.0, -1.0], [1.0, 0.0]).numpy(), ref.sigmoid_focal_loss([2.0, -1.0], [1.0, 0.0]), rtol=1e-6
+        ft.sigmoid_focal_loss([2.0, -1.0], [1.0, 0.0]).numpy(),
+        ref.sigmoid_focal_loss([2.0, -1.0], [1.0, 0.0]),
+        rtol=1e-6,
     )
 
 
@@ -420,8 +488,9 @@ def test_half_precision_mean_of_many_elements_does_not_overflow(dtype):
     assert float(x.grad[0]) == pytest.approx(expected_grad, rel=torch.finfo(dtype).eps, abs=2.0**-24)
     logits = torch.zeros(n, 2, dtype=dtype)
     softmax_mean = ft.softmax_focal_loss(logits, torch.zeros(n, dtype=torch.long), reduction="mean")
-    assert float(softmax_mean) == pytest.approx(float(ref.softmax_focal_loss([[0.0, 0.0]], [0])[0]),
-                                                rel=torch.finfo(dtype).eps)
+    assert float(softmax_mean) == pytest.approx(
+        float(ref.softmax_focal_loss([[0.0, 0.0]], [0])[0]), rel=torch.finfo(dtype).eps
+    )
     if dtype == torch.float16:
         assert torch.isinf(ft.sigmoid_focal_loss(x, y, reduction="sum"))  # the sum itself is out of range
 
@@ -444,7 +513,11 @@ def test_cpu_blocks_sum_as_they_go(monkeypatch):
         torch.testing.assert_close(leaf.grad, elementwise.grad * scale, rtol=1e-15, atol=0)
         sizes = []
         original = kern.sigmoid_kernel
-        monkeypatch.setattr(kern, "sigmoid_kernel", lambda *a, **k: sizes.append(a[0].numel()) or original(*a, **k))
+        monkeypatch.setattr(
+            kern,
+            "sigmoid_kernel",
+            lambda *a, _s=sizes, _o=original, **k: _s.append(a[0].numel()) or _o(*a, **k),
+        )
         ft.sigmoid_focal_loss(x, y, reduction=reduction)
         monkeypatch.setattr(kern, "sigmoid_kernel", original)
         assert sizes == [1024] * 4 + [904]
@@ -457,7 +530,9 @@ def test_ignore_index():
     x = logits.clone().requires_grad_(True)
     loss = ft.softmax_focal_loss(x, index, ignore_index=-100, alpha=(0.2, 0.5, 0.8))
     loss.sum().backward()
-    expected = ref.softmax_focal_loss(logits.numpy(), index.numpy(), ignore_index=-100, alpha=(0.2, 0.5, 0.8), axis=1)
+    expected = ref.softmax_focal_loss(
+        logits.numpy(), index.numpy(), ignore_index=-100, alpha=(0.2, 0.5, 0.8), axis=1
+    )
     np.testing.assert_allclose(loss.detach().numpy(), expected, rtol=1e-14)
     assert loss[1].item() == 0.0 and loss[4].item() == 0.0
     assert torch.all(x.grad[[1, 4]] == 0)
@@ -495,11 +570,27 @@ def _cases_bad():
         (ValueError, "gamma", lambda: ft.sigmoid_focal_loss_star(x, (y > 0.5).float(), gamma=0.0)),
         (ValueError, "beta", lambda: ft.sigmoid_focal_loss_star(x, (y > 0.5).float(), beta=float("inf"))),
         # value checks, opt-in (they synchronise with the device)
-        (ValueError, "logits must be finite", lambda: ft.sigmoid_focal_loss(torch.tensor([float("nan")]), torch.ones(1), validate=True)),
+        (
+            ValueError,
+            "logits must be finite",
+            lambda: ft.sigmoid_focal_loss(torch.tensor([float("nan")]), torch.ones(1), validate=True),
+        ),
         (ValueError, "targets must lie in", lambda: ft.sigmoid_focal_loss(x, y + 1, validate=True)),
-        (ValueError, "targets must lie in", lambda: ft.sigmoid_focal_loss(x, y * float("nan"), validate=True)),
-        (ValueError, "targets must be class indices", lambda: ft.softmax_focal_loss(x, index + 1, validate=True)),
-        (ValueError, "targets must be class indices", lambda: ft.softmax_focal_loss(x, index - 1, ignore_index=-100, validate=True)),
+        (
+            ValueError,
+            "targets must lie in",
+            lambda: ft.sigmoid_focal_loss(x, y * float("nan"), validate=True),
+        ),
+        (
+            ValueError,
+            "targets must be class indices",
+            lambda: ft.softmax_focal_loss(x, index + 1, validate=True),
+        ),
+        (
+            ValueError,
+            "targets must be class indices",
+            lambda: ft.softmax_focal_loss(x, index - 1, ignore_index=-100, validate=True),
+        ),
         (ValueError, "targets must lie in", lambda: ft.softmax_focal_loss(x, -y, validate=True)),
         (ValueError, "targets must be hard", lambda: ft.sigmoid_focal_loss_star(x, y, validate=True)),
         (ValueError, "probs must lie in", lambda: ft.binary_focal_loss(x, y, validate=True)),
@@ -539,14 +630,26 @@ def test_module_wrappers():
     index = torch.randint(0, 4, (5,), generator=gen)
     probs = torch.softmax(x, 1)
     pairs = [
-        (ft.SigmoidFocalLoss(alpha=0.4, gamma=1.0), lambda: ft.sigmoid_focal_loss(x, y, alpha=0.4, gamma=1.0, reduction="mean"), (x, y)),
-        (ft.BinaryFocalLoss(gamma=3.0, reduction="sum"), lambda: ft.binary_focal_loss(torch.sigmoid(x), y, gamma=3.0, reduction="sum"), (torch.sigmoid(x), y)),
+        (
+            ft.SigmoidFocalLoss(alpha=0.4, gamma=1.0),
+            lambda: ft.sigmoid_focal_loss(x, y, alpha=0.4, gamma=1.0, reduction="mean"),
+            (x, y),
+        ),
+        (
+            ft.BinaryFocalLoss(gamma=3.0, reduction="sum"),
+            lambda: ft.binary_focal_loss(torch.sigmoid(x), y, gamma=3.0, reduction="sum"),
+            (torch.sigmoid(x), y),
+        ),
         (
             ft.SoftmaxFocalLoss(alpha=torch.tensor([0.1, 0.2, 0.3, 0.4]), gamma=2.0, reduction="none"),
             lambda: ft.softmax_focal_loss(x, index, alpha=(0.1, 0.2, 0.3, 0.4), gamma=2.0),
             (x, index),
         ),
-        (ft.CategoricalFocalLoss(gamma=0.5), lambda: ft.categorical_focal_loss(probs, index, gamma=0.5, reduction="mean"), (probs, index)),
+        (
+            ft.CategoricalFocalLoss(gamma=0.5),
+            lambda: ft.categorical_focal_loss(probs, index, gamma=0.5, reduction="mean"),
+            (probs, index),
+        ),
     ]
     for module, functional, args in pairs:
         assert torch.equal(module(*args), functional())
@@ -560,12 +663,18 @@ def test_module_wrappers():
 # the optional fused path (torch.compile) and the benchmark script
 
 
-@pytest.mark.parametrize("loss_fn, kernel", [
-    (ft.sigmoid_focal_loss, kern.sigmoid_kernel),
-    (ft.binary_focal_loss, kern.binary_kernel),
-    (lambda x, y, **kw: ft.sigmoid_focal_loss_star(x, y, beta=1.5, **kw),
-     lambda x, y, alpha, gamma, need_grad: kern.star_kernel(x, y, alpha, gamma, 1.5, need_grad)),
-], ids=["sigmoid", "binary", "star"])
+@pytest.mark.parametrize(
+    "loss_fn, kernel",
+    [
+        (ft.sigmoid_focal_loss, kern.sigmoid_kernel),
+        (ft.binary_focal_loss, kern.binary_kernel),
+        (
+            lambda x, y, **kw: ft.sigmoid_focal_loss_star(x, y, beta=1.5, **kw),
+            lambda x, y, alpha, gamma, need_grad: kern.star_kernel(x, y, alpha, gamma, 1.5, need_grad),
+        ),
+    ],
+    ids=["sigmoid", "binary", "star"],
+)
 def test_cpu_blocks_give_the_values_of_one_call(monkeypatch, loss_fn, kernel):
     """Large CPU inputs run the kernel block by block: the same values as one call, any shape and layout.
 
@@ -592,15 +701,23 @@ def test_cpu_blocks_give_the_values_of_one_call(monkeypatch, loss_fn, kernel):
     with torch.no_grad():
         torch.testing.assert_close(loss_fn(inputs, y, gamma=gamma), whole_loss, rtol=4e-7, atol=0)
     contiguous = inputs.contiguous()  # same order and SIMD-aligned block boundaries: the same bits
-    assert torch.equal(loss_fn(contiguous, y.contiguous(), gamma=gamma), kernel(contiguous, y.contiguous(), 0.25, gamma, need_grad=False)[0])
-    assert _saved_bytes(lambda v: loss_fn(v, y, gamma=gamma, reduction="mean"), leaf, targets=y) == 4 * leaf.numel()
+    assert torch.equal(
+        loss_fn(contiguous, y.contiguous(), gamma=gamma),
+        kernel(contiguous, y.contiguous(), 0.25, gamma, need_grad=False)[0],
+    )
+    assert (
+        _saved_bytes(lambda v: loss_fn(v, y, gamma=gamma, reduction="mean"), leaf, targets=y)
+        == 4 * leaf.numel()
+    )
 
 
 def test_fused_path_matches_eager_and_keeps_the_same_tensor():
     """One compile (tens of seconds on 2 cores): same loss and gradient as eager, same 4 bytes/element."""
     gen = torch.Generator().manual_seed(7)
     logits = torch.randn(3000, generator=gen) * 8
-    y = torch.where(torch.rand(3000, generator=gen) < 0.5, (logits > 0).float(), torch.rand(3000, generator=gen))
+    y = torch.where(
+        torch.rand(3000, generator=gen) < 0.5, (logits > 0).float(), torch.rand(3000, generator=gen)
+    )
     eager, fused = logits.clone().requires_grad_(True), logits.clone().requires_grad_(True)
     ft.sigmoid_focal_loss(eager, y, reduction="sum").backward()
     with warnings.catch_warnings():
@@ -610,7 +727,10 @@ def test_fused_path_matches_eager_and_keeps_the_same_tensor():
     loss.backward()
     torch.testing.assert_close(loss, ft.sigmoid_focal_loss(logits, y, reduction="sum"), rtol=1e-6, atol=0)
     torch.testing.assert_close(fused.grad, eager.grad, rtol=1e-5, atol=1e-7)
-    assert _saved_bytes(lambda v: ft.sigmoid_focal_loss(v, y, reduction="mean", fused=True), fused, targets=y) == 4 * 3000
+    assert (
+        _saved_bytes(lambda v: ft.sigmoid_focal_loss(v, y, reduction="mean", fused=True), fused, targets=y)
+        == 4 * 3000
+    )
     module = ft.SigmoidFocalLoss(fused=True)
     assert torch.allclose(module(logits, y), ft.sigmoid_focal_loss(logits, y, reduction="mean"), rtol=1e-6)
 
@@ -624,7 +744,9 @@ def test_inside_a_user_compiled_training_step():
 
     def step(x, y, index):
         logits = model(x)
-        return ft.sigmoid_focal_loss(logits, y, reduction="mean") + ft.softmax_focal_loss(logits, index, reduction="sum")
+        return ft.sigmoid_focal_loss(logits, y, reduction="mean") + ft.softmax_focal_loss(
+            logits, index, reduction="sum"
+        )
 
     compiled_loss = torch.compile(step)(x, y, index)
     compiled_loss.backward()
@@ -662,10 +784,18 @@ def test_benchmark_script_runs_and_measures_memory():
     spec.loader.exec_module(bench)
     lines = []
     rows = bench.run([2000], reps=1, fused=False, out=lines.append, sample_elements=1)
-    kept = {row["implementation"]: row["kept_bytes_per_element"] for row in rows if "kept_bytes_per_element" in row}
+    kept = {
+        row["implementation"]: row["kept_bytes_per_element"]
+        for row in rows
+        if "kept_bytes_per_element" in row
+    }
     assert kept["focal_ref"] == 4 and kept["torchvision"] == 24
     assert any("focal_ref" in line for line in lines)
     (bandwidth,) = [row for row in rows if "bandwidth" in row]  # the same rows CUDA reports, here for the CPU
-    assert bandwidth["implementation"] == "focal_ref" and bandwidth["bandwidth"] > 0 and bandwidth["copy_bandwidth"] > 0
+    assert (
+        bandwidth["implementation"] == "focal_ref"
+        and bandwidth["bandwidth"] > 0
+        and bandwidth["copy_bandwidth"] > 0
+    )
     assert bandwidth["fraction_of_copy"] == bandwidth["bandwidth"] / bandwidth["copy_bandwidth"]
     assert any("of a same-device copy" in line for line in lines)

@@ -48,7 +48,9 @@ def _close(actual, expected, rtol=1e-10, scale=None, atol=1e-300):
     assert np.all(np.isfinite(actual))
     scale = np.abs(expected) if scale is None else scale
     err = np.abs(actual - expected) / np.maximum(scale, atol / rtol)
-    assert err.max() <= rtol, f"worst relative error {err.max():.3g} at {np.unravel_index(err.argmax(), err.shape)}"
+    assert err.max() <= rtol, (
+        f"worst relative error {err.max():.3g} at {np.unravel_index(err.argmax(), err.shape)}"
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -84,7 +86,7 @@ def test_second_derivative_finite_at_saturation(dtype, gamma):
     big = 3e38 if dtype == torch.float32 else 1e308
     x = torch.tensor([-big, -1e4, -104.0, -50.0, -17.0, 17.0, 50.0, 104.0, 1e4, big], dtype=dtype)
     for y in (torch.ones_like(x), torch.zeros_like(x), torch.full_like(x, 0.3)):
-        h = hessian(lambda v: ft.sigmoid_focal_loss(v, y, gamma=gamma, reduction="sum"))(x)
+        h = hessian(lambda v, y=y: ft.sigmoid_focal_loss(v, y, gamma=gamma, reduction="sum"))(x)
         assert torch.isfinite(h).all()
     logits = torch.tensor([[0.0, 50.0, -50.0], [1e4, 0.0, -1e4], [-104.0, 104.0, 0.0]], dtype=dtype)
     index = torch.tensor([1, 0, 0])
@@ -122,8 +124,9 @@ def test_softmax_class_axis_anywhere_hvp():
     index = rng.integers(0, 3, (2, 5))
     v = rng.normal(0, 1, x.shape)
     leaf = torch.tensor(x, requires_grad=True)
-    (g,) = torch.autograd.grad(ft.softmax_focal_loss(leaf, torch.tensor(index), gamma=0.5, reduction="sum"), leaf,
-                               create_graph=True)
+    (g,) = torch.autograd.grad(
+        ft.softmax_focal_loss(leaf, torch.tensor(index), gamma=0.5, reduction="sum"), leaf, create_graph=True
+    )
     (hv,) = torch.autograd.grad((g * torch.tensor(v)).sum(), leaf)
     expected = ref.softmax_focal_loss_hvp(x, index, v, gamma=0.5, axis=1)
     _close(hv, expected, 1e-10, scale=np.abs(expected).max())
@@ -150,7 +153,7 @@ def test_probability_input_hessians_against_finite_differences(gamma):
 
 def _all_losses():
     gen = torch.Generator().manual_seed(0)
-    x = (torch.randn(3, 4, generator=gen, dtype=torch.float64) * 3)
+    x = torch.randn(3, 4, generator=gen, dtype=torch.float64) * 3
     soft = torch.rand(3, 4, generator=gen, dtype=torch.float64)
     hard = (soft > 0.5).double()
     index = torch.tensor([0, 3, 2])
@@ -158,12 +161,23 @@ def _all_losses():
     sig = torch.sigmoid(x / 3)
     return [
         ("sigmoid", lambda v: ft.sigmoid_focal_loss(v, soft, gamma=2.0), x),
-        ("sigmoid-mean", lambda v: ft.sigmoid_focal_loss(v, hard, alpha=None, gamma=0.5, reduction="mean"), x),
-        ("softmax-index", lambda v: ft.softmax_focal_loss(v, index, gamma=2.0, alpha=(0.1, 0.2, 0.3, 0.4)), x),
+        (
+            "sigmoid-mean",
+            lambda v: ft.sigmoid_focal_loss(v, hard, alpha=None, gamma=0.5, reduction="mean"),
+            x,
+        ),
+        (
+            "softmax-index",
+            lambda v: ft.softmax_focal_loss(v, index, gamma=2.0, alpha=(0.1, 0.2, 0.3, 0.4)),
+            x,
+        ),
         ("softmax-prob", lambda v: ft.softmax_focal_loss(v, soft, gamma=0.7, reduction="sum"), x),
         ("softmax-dim0", lambda v: ft.softmax_focal_loss(v.T, index, dim=0, gamma=3.0), x),
-        ("softmax-ignore", lambda v: ft.softmax_focal_loss(v, torch.tensor([0, -1, 2]), ignore_index=-1,
-                                                          reduction="mean"), x),
+        (
+            "softmax-ignore",
+            lambda v: ft.softmax_focal_loss(v, torch.tensor([0, -1, 2]), ignore_index=-1, reduction="mean"),
+            x,
+        ),
         ("star", lambda v: ft.sigmoid_focal_loss_star(v, hard, gamma=2.0, beta=1.0), x),
         ("binary", lambda v: ft.binary_focal_loss(v, soft, gamma=1.5), sig),
         ("categorical", lambda v: ft.categorical_focal_loss(v, index, gamma=1.5), probs),
@@ -191,8 +205,9 @@ def test_torch_func_transforms_agree_with_backward(case):
     torch.testing.assert_close(grad(total)(inputs), expected, rtol=1e-14, atol=0)
     out = fn(inputs)
     jac = jacrev(fn)(inputs)
-    torch.testing.assert_close(jac.reshape(out.numel(), -1).sum(0).reshape(inputs.shape), expected,
-                               rtol=1e-13, atol=1e-15)
+    torch.testing.assert_close(
+        jac.reshape(out.numel(), -1).sum(0).reshape(inputs.shape), expected, rtol=1e-13, atol=1e-15
+    )
     torch.testing.assert_close(jacfwd(fn)(inputs), jac, rtol=1e-13, atol=1e-15)
     tangent = torch.randn(inputs.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     value, jv = jvp(total, (inputs,), (tangent,))
@@ -209,11 +224,19 @@ def test_per_sample_gradients_with_vmap():
     x, index, soft = _softmax_data()
     xt = torch.tensor(x)
     for targets in (index, soft):
-        per_sample = vmap(grad(lambda v, t: ft.softmax_focal_loss(v, t, dim=0, gamma=0.5)))(xt, torch.tensor(targets))
-        _close(per_sample, ref.softmax_focal_loss_grad(x, targets, gamma=0.5), 1e-12,
-               scale=np.abs(ref.softmax_focal_loss_grad(x, targets, gamma=0.5)).max(axis=1, keepdims=True))
+        per_sample = vmap(grad(lambda v, t: ft.softmax_focal_loss(v, t, dim=0, gamma=0.5)))(
+            xt, torch.tensor(targets)
+        )
+        _close(
+            per_sample,
+            ref.softmax_focal_loss_grad(x, targets, gamma=0.5),
+            1e-12,
+            scale=np.abs(ref.softmax_focal_loss_grad(x, targets, gamma=0.5)).max(axis=1, keepdims=True),
+        )
     xs, ys = _sigmoid_data()
-    per_elem = vmap(grad(lambda v, t: ft.sigmoid_focal_loss(v, t, gamma=0.5)))(torch.tensor(xs), torch.tensor(ys))
+    per_elem = vmap(grad(lambda v, t: ft.sigmoid_focal_loss(v, t, gamma=0.5)))(
+        torch.tensor(xs), torch.tensor(ys)
+    )
     _close(per_elem, ref.sigmoid_focal_loss_grad(xs, ys, gamma=0.5), 1e-12, atol=1e-300)
 
 
@@ -239,7 +262,9 @@ def _kept(fn, x, targets, create_graph=False):
     return sum(seen.values())
 
 
-@pytest.mark.parametrize("dtype, per_element", [(torch.float32, 4), (torch.float16, 4), (torch.float64, 8)], ids=str)
+@pytest.mark.parametrize(
+    "dtype, per_element", [(torch.float32, 4), (torch.float16, 4), (torch.float64, 8)], ids=str
+)
 def test_bytes_kept_by_each_path(dtype, per_element):
     n = 6000
     x = torch.randn(n, dtype=dtype, requires_grad=True)

@@ -35,7 +35,10 @@ def test_softmax_prob_gradient_next_to_one_hot(big):
     leaf = torch.tensor(x, requires_grad=True)
     ft.softmax_focal_loss(leaf, torch.tensor(y), gamma=0.0, reduction="sum").backward()
     assert _rel_to_max(leaf.grad, expected) <= 4e-16
-    assert _rel_to_max(ft.softmax_focal_loss_grad(torch.tensor(x), torch.tensor(y), gamma=0.0), expected) <= 4e-16
+    assert (
+        _rel_to_max(ft.softmax_focal_loss_grad(torch.tensor(x), torch.tensor(y), gamma=0.0), expected)
+        <= 4e-16
+    )
 
 
 @pytest.mark.parametrize("gap", [1e-15, 1e-12, 1e-9, 1e-6, 1e-3])
@@ -92,11 +95,16 @@ def test_bool_one_hot_targets_are_probabilities():
     onehot = torch.nn.functional.one_hot(torch.tensor([0, 2, 1, 1, 0]), 3)
     expected = ft.softmax_focal_loss(x, onehot.double())
     torch.testing.assert_close(ft.softmax_focal_loss(x, onehot.bool()), expected, rtol=0, atol=0)
-    np.testing.assert_allclose(expected.numpy(), ref.softmax_focal_loss(x.numpy(), onehot.bool().numpy(), axis=1),
-                               rtol=1e-13)
+    np.testing.assert_allclose(
+        expected.numpy(), ref.softmax_focal_loss(x.numpy(), onehot.bool().numpy(), axis=1), rtol=1e-13
+    )
     probs = torch.softmax(x, 1)
-    torch.testing.assert_close(ft.categorical_focal_loss(probs, onehot.bool()),
-                               ft.categorical_focal_loss(probs, onehot.double()), rtol=0, atol=0)
+    torch.testing.assert_close(
+        ft.categorical_focal_loss(probs, onehot.bool()),
+        ft.categorical_focal_loss(probs, onehot.double()),
+        rtol=0,
+        atol=0,
+    )
     with pytest.raises(TypeError, match="integers"):
         ft.softmax_focal_loss(x, torch.tensor([True, False, True, True, False]))
 
@@ -108,8 +116,12 @@ def test_dim_as_a_numpy_integer():
     torch.testing.assert_close(ft.softmax_focal_loss(x, index, dim=np.int64(1)), expected, rtol=0, atol=0)
     module = ft.SoftmaxFocalLoss(dim=np.int64(-1), reduction="none")
     torch.testing.assert_close(module(x, index), expected, rtol=0, atol=0)
-    torch.testing.assert_close(ft.CategoricalFocalLoss(dim=np.int32(1), reduction="none")(torch.softmax(x, 1), index),
-                               ft.categorical_focal_loss(torch.softmax(x, 1), index), rtol=0, atol=0)
+    torch.testing.assert_close(
+        ft.CategoricalFocalLoss(dim=np.int32(1), reduction="none")(torch.softmax(x, 1), index),
+        ft.categorical_focal_loss(torch.softmax(x, 1), index),
+        rtol=0,
+        atol=0,
+    )
 
 
 def test_zero_losses_are_positive_zero():
@@ -163,10 +175,16 @@ def test_focal_loss_star_far_tails():
     expected = ref.sigmoid_focal_loss_star(x.numpy(), y.numpy(), gamma=2.0)
     np.testing.assert_allclose(ft.sigmoid_focal_loss_star(x, y, gamma=2.0).numpy(), expected, rtol=1e-14)
     for dtype, rtol in ((torch.float32, 2e-5), (torch.float64, 1e-12)):
-        for gamma, beta, xv, yv in [(1e-8, 100.0, 1.0, 1.0), (1e-8, 100.0, -3.0, 0.0), (1e-9, 150.0, 5.0, 1.0),
-                                    (1e-8, 300.0, 2.0, 0.0)]:
+        for gamma, beta, xv, yv in [
+            (1e-8, 100.0, 1.0, 1.0),
+            (1e-8, 100.0, -3.0, 0.0),
+            (1e-9, 150.0, 5.0, 1.0),
+            (1e-8, 300.0, 2.0, 0.0),
+        ]:
             xt, yt = torch.tensor([xv], dtype=dtype), torch.tensor([yv], dtype=dtype)
-            expected = ref.sigmoid_focal_loss_star(xt.double().numpy(), yt.double().numpy(), gamma=gamma, beta=beta)
+            expected = ref.sigmoid_focal_loss_star(
+                xt.double().numpy(), yt.double().numpy(), gamma=gamma, beta=beta
+            )
             actual = ft.sigmoid_focal_loss_star(xt, yt, gamma=gamma, beta=beta).double().numpy()
             if expected[0] < torch.finfo(dtype).tiny:  # below the dtype's normal range
                 assert abs(actual[0] - expected[0]) <= torch.finfo(dtype).tiny
@@ -177,8 +195,9 @@ def test_focal_loss_star_far_tails():
 # ----------------------------------------------------------------------------------------------
 # differential search: hypothesis against the reference in the hard regions
 
-SATURATED = st.sampled_from([-745.0, -300.0, -104.0, -88.0, -50.0, -17.0, -1e-3, 0.0, 1e-3, 17.0, 50.0,
-                             88.0, 104.0, 300.0, 745.0])
+SATURATED = st.sampled_from(
+    [-745.0, -300.0, -104.0, -88.0, -50.0, -17.0, -1e-3, 0.0, 1e-3, 17.0, 50.0, 88.0, 104.0, 300.0, 745.0]
+)
 LOGIT = st.one_of(SATURATED, st.floats(-60, 60))
 GAMMA = st.one_of(st.just(0.0), st.floats(1e-3, 0.999), st.sampled_from([1.0, 2.0, 5.0]), st.floats(1.0, 5.0))
 ALPHA = st.sampled_from([None, 0.0, 0.25, 1.0])
@@ -211,12 +230,20 @@ def test_search_sigmoid(pairs, gamma, alpha, dtype, scalar):
     loss.sum().backward()
     _check(leaf.grad, ref.sigmoid_focal_loss_grad(x64, y64, alpha=alpha, gamma=gamma), dtype, "grad")
     if dtype == "float64" and x.ndim == 1 and x.numel() > 0:
-        h = torch.func.vmap(torch.func.hessian(lambda v, t: ft.sigmoid_focal_loss(v, t, alpha=alpha, gamma=gamma)))(x, y)
+        h = torch.func.vmap(
+            torch.func.hessian(lambda v, t: ft.sigmoid_focal_loss(v, t, alpha=alpha, gamma=gamma))
+        )(x, y)
         expected = ref.sigmoid_focal_loss_hess(x64, y64, alpha=alpha, gamma=gamma)
         # the elementwise second derivative sums a few chain-rule terms of either sign: relative to the
         # largest term (bounded by alpha_t m^gamma (CE + 1)), not to a cancelled result
         ce = ref.sigmoid_focal_loss(x64, y64, alpha=None, gamma=0.0)
-        _check(h, expected, dtype, "hess", scale=np.abs(expected) + 1e-3 * np.minimum(ce + 1.0, 1e3) * np.abs(expected).max(initial=0))
+        _check(
+            h,
+            expected,
+            dtype,
+            "hess",
+            scale=np.abs(expected) + 1e-3 * np.minimum(ce + 1.0, 1e3) * np.abs(expected).max(initial=0),
+        )
 
 
 @given(st.lists(st.tuples(st.floats(0, 1), TARGET), min_size=1, max_size=10), GAMMA, ALPHA, DTYPE)
@@ -239,8 +266,12 @@ def _softmax_case(draw):
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     x = rng.normal(0, draw(st.sampled_from([1.0, 10.0, 100.0])), shape)
     if x.size and draw(st.booleans()):  # one class saturated per sample
-        np.put_along_axis(x, rng.integers(0, c, [1 if i == dim else s for i, s in enumerate(shape)]),
-                          draw(SATURATED), axis=dim)
+        np.put_along_axis(
+            x,
+            rng.integers(0, c, [1 if i == dim else s for i, s in enumerate(shape)]),
+            draw(SATURATED),
+            axis=dim,
+        )
     kind = draw(st.sampled_from(["indices", "probabilities", "near_one_hot"]))
     index = rng.integers(0, c, [s for i, s in enumerate(shape) if i != dim])
     if kind == "indices":
