@@ -799,3 +799,28 @@ def test_benchmark_script_runs_and_measures_memory():
     )
     assert bandwidth["fraction_of_copy"] == bandwidth["bandwidth"] / bandwidth["copy_bandwidth"]
     assert any("of a same-device copy" in line for line in lines)
+
+
+def test_from_logits_classes_equal_the_logit_classes():
+    """API decision 1: BinaryFocalLoss(from_logits=True) is SigmoidFocalLoss, and
+    CategoricalFocalLoss(from_logits=True) is SoftmaxFocalLoss; from_logits=False takes probabilities."""
+    gen = torch.Generator().manual_seed(12)
+    x = torch.randn(6, 4, generator=gen, dtype=torch.float64) * 5
+    y = torch.rand(6, 4, generator=gen, dtype=torch.float64)
+    index = torch.randint(0, 4, (6,), generator=gen)
+    kw = dict(alpha=0.3, gamma=1.5, reduction="none")
+    assert torch.equal(ft.BinaryFocalLoss(from_logits=True, **kw)(x, y), ft.SigmoidFocalLoss(**kw)(x, y))
+    assert torch.equal(
+        ft.BinaryFocalLoss(**kw)(torch.sigmoid(x), y), ft.binary_focal_loss(torch.sigmoid(x), y, **kw)
+    )
+    kw = dict(alpha=(0.1, 0.2, 0.3, 0.4), gamma=0.5, reduction="sum", dim=1)
+    assert torch.equal(
+        ft.CategoricalFocalLoss(from_logits=True, **kw)(x, index), ft.SoftmaxFocalLoss(**kw)(x, index)
+    )
+    probs = torch.softmax(x, 1)
+    assert torch.equal(
+        ft.CategoricalFocalLoss(**kw)(probs, index), ft.categorical_focal_loss(probs, index, **kw)
+    )
+    assert "from_logits=True" in repr(ft.BinaryFocalLoss(from_logits=True))
+    with pytest.raises(TypeError):
+        ft.SoftmaxFocalLoss(alpha={0.1, 0.2})
