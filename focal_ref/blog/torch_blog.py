@@ -20,12 +20,9 @@ and 0/1 labels. Faults reproduced on purpose:
 import torch
 import torch.nn as nn
 
+from ._device import placed
+
 __all__ = ["FocalLoss", "FocalLoss_MultiLabel"]
-
-
-def _placed(tensor, device):
-    """``tensor.cuda()`` as published when ``device`` is None; ``tensor.to(device)`` otherwise."""
-    return tensor.cuda() if device is None else tensor.to(device)
 
 
 class FocalLoss(nn.Module):
@@ -37,9 +34,9 @@ class FocalLoss(nn.Module):
     """
 
     def __init__(self, alpha=0.25, gamma=2, size_average=True, device=None):
-        super(FocalLoss, self).__init__()
+        super().__init__()
         self.device = device
-        self.alpha = _placed(torch.tensor(alpha), device)
+        self.alpha = placed(torch.tensor(alpha), device)
         self.gamma = gamma
         self.size_average = size_average
 
@@ -48,14 +45,14 @@ class FocalLoss(nn.Module):
         target = target.view(-1, 1)
         pred = torch.cat((1 - pred, pred), dim=1)
 
-        class_mask = _placed(torch.zeros(pred.shape[0], pred.shape[1]), self.device)
+        class_mask = placed(torch.zeros(pred.shape[0], pred.shape[1]), self.device)
         class_mask.scatter_(1, target.view(-1, 1).long(), 1.0)
 
         probs = (pred * class_mask).sum(dim=1).view(-1, 1)
         probs = probs.clamp(min=0.0001, max=1.0)
         log_p = probs.log()
 
-        alpha = _placed(torch.ones(pred.shape[0], pred.shape[1]), self.device)
+        alpha = placed(torch.ones(pred.shape[0], pred.shape[1]), self.device)
         alpha[:, 0] = alpha[:, 0] * (1 - self.alpha)
         alpha[:, 1] = alpha[:, 1] * self.alpha
         alpha = (alpha * class_mask).sum(dim=1).view(-1, 1)
@@ -79,7 +76,7 @@ class FocalLoss_MultiLabel(nn.Module):
     """
 
     def __init__(self, alpha=0.25, gamma=2, size_average=True, device=None):
-        super(FocalLoss_MultiLabel, self).__init__()
+        super().__init__()
         self.alpha = alpha
         self.gamma = gamma
         self.size_average = size_average
@@ -87,7 +84,7 @@ class FocalLoss_MultiLabel(nn.Module):
 
     def forward(self, pred, target):
         criterion = FocalLoss(self.alpha, self.gamma, self.size_average, device=self.device)
-        loss = _placed(torch.zeros(1, target.shape[1]), self.device)
+        loss = placed(torch.zeros(1, target.shape[1]), self.device)
 
         for label in range(target.shape[1]):
             batch_loss = criterion(pred[:, label], target[:, label])

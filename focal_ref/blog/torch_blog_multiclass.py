@@ -1,4 +1,4 @@
-"""The blog's multi-class PyTorch ``CELoss`` and ``FocalLoss`` (the blog's implementation, rebuilt), as published.
+"""The blog's multi-class PyTorch ``CELoss`` and ``FocalLoss`` (its implementation, rebuilt), as published.
 
 Inputs are **logits** ``pred`` (the softmax is inside) and integer class labels. Faults reproduced on purpose:
 
@@ -20,24 +20,21 @@ the rows of ``pred.view(-1, class_num)``, ``False`` the sum.
 import torch
 import torch.nn as nn
 
+from ._device import placed
+
 __all__ = ["CELoss", "FocalLoss"]
-
-
-def _placed(tensor, device):
-    """``tensor.cuda()`` as published when ``device`` is None; ``tensor.to(device)`` otherwise."""
-    return tensor.cuda() if device is None else tensor.to(device)
 
 
 class CELoss(nn.Module):
     """The blog's multi-class cross entropy (rebuilt): softmax, clamp to [1e-4, 1], log, float64."""
 
     def __init__(self, class_num, alpha=None, use_alpha=False, size_average=True, device=None):
-        super(CELoss, self).__init__()
+        super().__init__()
         self.class_num = class_num
         self.alpha = alpha
         self.device = device
         if use_alpha:
-            self.alpha = _placed(torch.tensor(alpha), device)
+            self.alpha = placed(torch.tensor(alpha), device)
 
         self.softmax = nn.Softmax(dim=1)
         self.use_alpha = use_alpha
@@ -47,7 +44,7 @@ class CELoss(nn.Module):
         prob = self.softmax(pred.view(-1, self.class_num))
         prob = prob.clamp(min=0.0001, max=1.0)
 
-        target_ = _placed(torch.zeros(target.size(0), self.class_num), self.device)
+        target_ = placed(torch.zeros(target.size(0), self.class_num), self.device)
         target_.scatter_(1, target.view(-1, 1).long(), 1.0)
 
         if self.use_alpha:
@@ -68,13 +65,13 @@ class FocalLoss(nn.Module):
     """The blog's multi-class focal loss (rebuilt): softmax, clamp to [1e-4, 1], (1 - p)^gamma, float64."""
 
     def __init__(self, class_num, alpha=None, gamma=2, use_alpha=False, size_average=True, device=None):
-        super(FocalLoss, self).__init__()
+        super().__init__()
         self.class_num = class_num
         self.alpha = alpha
         self.gamma = gamma
         self.device = device
         if use_alpha:
-            self.alpha = _placed(torch.tensor(alpha), device)
+            self.alpha = placed(torch.tensor(alpha), device)
 
         self.softmax = nn.Softmax(dim=1)
         self.use_alpha = use_alpha
@@ -84,7 +81,7 @@ class FocalLoss(nn.Module):
         prob = self.softmax(pred.view(-1, self.class_num))
         prob = prob.clamp(min=0.0001, max=1.0)
 
-        target_ = _placed(torch.zeros(target.size(0), self.class_num), self.device)
+        target_ = placed(torch.zeros(target.size(0), self.class_num), self.device)
         target_.scatter_(1, target.view(-1, 1).long(), 1.0)
 
         if self.use_alpha:
