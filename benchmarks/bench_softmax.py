@@ -84,15 +84,12 @@ def make_data(shape, target: str, device, seed=0):
     """float32 logits (std 3) and index or smoothed one-hot targets of 10% / 90% class frequency skew."""
     gen = torch.Generator().manual_seed(seed)
     num_classes = shape[1]
-    x = torch.randn(shape, generator=gen) * 3
-    index_shape = (shape[0],) + tuple(shape[2:])
-    index = torch.randint(0, num_classes, index_shape, generator=gen)
+    x = (torch.randn(shape, generator=gen) * 3).to(device)
+    index = torch.randint(0, num_classes, (shape[0],) + tuple(shape[2:]), generator=gen).to(device)
     if target == "index":
-        t = index
-    else:
-        t = F.one_hot(index, num_classes).movedim(-1, 1).float() * (1 - SMOOTHING) + SMOOTHING / num_classes
-        t = t.contiguous()
-    return x.to(device).requires_grad_(True), t.to(device)
+        return x.requires_grad_(True), index
+    smooth = F.one_hot(index, num_classes).movedim(-1, 1).to(torch.float32)  # on the device: 64M on a GPU
+    return x.requires_grad_(True), (smooth * (1 - SMOOTHING) + SMOOTHING / num_classes).contiguous()
 
 
 def must_move_bytes(x, t):

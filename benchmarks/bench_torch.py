@@ -269,17 +269,29 @@ def main(argv=None):
         sizes = [1e6, 16e6, 64e6]
     reps = 5 if args.quick else args.reps
     rows = []
+    meta = dict(
+        device=_device_name(args.device),
+        torch=torch.__version__,
+        reps=reps,
+        date=time.strftime("%Y-%m-%d", time.gmtime()),
+    )
+
+    def save():  # after each loss, so that a run cut short keeps what it measured
+        if args.json:
+            with open(args.json, "w") as handle:
+                json.dump(dict(meta, rows=rows), handle, indent=1)
+
     if args.loss in ("sigmoid", "all"):
-        rows += [
-            dict(row, loss="sigmoid")
-            for row in run(
-                [int(s) for s in sizes],
-                reps=reps,
-                device=args.device,
-                fused=not args.no_fused,
-                sample_elements=int(args.sample_elements),
-            )
-        ]
+        sigmoid_sizes = [int(s) for s in sizes]
+        for row in run(
+            sigmoid_sizes,
+            reps=reps,
+            device=args.device,
+            fused=not args.no_fused,
+            sample_elements=int(args.sample_elements),
+        ):
+            rows.append(dict(row, loss="sigmoid"))
+        save()
     if args.loss in ("softmax", "all"):
         import bench_softmax
 
@@ -289,15 +301,7 @@ def main(argv=None):
         rows += bench_softmax.run(
             shapes, reps=reps, device=args.device, sample_elements=int(args.sample_elements)
         )
-    if args.json:
-        with open(args.json, "w") as handle:
-            meta = dict(
-                device=_device_name(args.device),
-                torch=torch.__version__,
-                reps=reps,
-                date=time.strftime("%Y-%m-%d", time.gmtime()),
-            )
-            json.dump(dict(meta, rows=rows), handle, indent=1)
+        save()
     return 0
 
 
