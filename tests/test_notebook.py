@@ -159,3 +159,12 @@ def test_source_code_drops_the_docstring_but_keeps_its_first_line():
     compile(code, "<listing>", "exec")  # still valid Python
     assert notebook.source_code(notebook.fmt, docstring=True).count('"""') == 2
     assert math.isfinite(len(code))
+
+
+def test_long_text_cells_wrap_at_a_readable_width():
+    report = _report([_row("saturated", "FAIL", 2.0, "non-finite at x = 745, gamma = 0.5, a long cause")])
+    page = notebook.report_table(report)._repr_html_()
+    cell = re.search(r'<td style="([^"]*)"><div style="min-width:18em">non-finite', page)
+    assert cell and "nowrap" not in cell.group(1)
+    summary = notebook.summary_table({"x": report})._repr_html_()
+    assert '<span style="white-space:nowrap">saturated: non-finite at x' in summary
