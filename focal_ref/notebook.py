@@ -173,11 +173,7 @@ class Table:
                 number = self._is_number(cell)
                 right = self.align[i] == "r" if self.align else number
                 style = _CELL_STYLE + (";text-align:right" if right else "")
-                style += (
-                    ";white-space:nowrap"
-                    if (number or (isinstance(cell, Html) and "<br>" not in cell.html))
-                    else ""
-                )
+                style += ";white-space:nowrap" if (number or (isinstance(cell, Html) and cell.nowrap)) else ""
                 body = cell.html if isinstance(cell, Html) else html.escape(cell)
                 cells.append(f'<td style="{style}">{body}</td>')
             parts.append("<tr>" + "".join(cells) + "</tr>")
@@ -198,11 +194,13 @@ class Table:
 
 
 class Html:
-    """A table cell given as HTML (``html``), with a plain-text fallback (``text``)."""
+    """A table cell given as HTML (``html``), with a plain-text fallback (``text``); ``nowrap`` keeps it on
+    one line."""
 
-    def __init__(self, html_text: str, text: str):
+    def __init__(self, html_text: str, text: str, nowrap: bool = True):
         self.html = html_text
         self.text = text
+        self.nowrap = nowrap
 
 
 def _cell_text(cell) -> str:
@@ -227,6 +225,11 @@ def _err(value) -> str:
     return f"{value:.1e}" if math.isfinite(value) else fmt(value)
 
 
+def _wide(text: str) -> Html:
+    """A long text cell that keeps a readable width (it wraps at about 18 characters' width otherwise)."""
+    return Html(f'<div style="min-width:18em">{html.escape(text)}</div>', text, nowrap=False)
+
+
 def report_table(report) -> Table:
     """A conformance report (``focal_ref.testing``) as a table: region, cases, result (✓/✗), the worst
     relative error and the tolerance in their own columns, and the failure's cause."""
@@ -243,7 +246,7 @@ def report_table(report) -> Table:
                 result,
                 "–" if skipped else _err(r.max_rel_err),
                 _err(r.tolerance),
-                "; ".join(t for t in (cause, note) if t),
+                _wide("; ".join(t for t in (cause, note) if t)),
             ]
         )
     header = ["region", "cases", "result", "max rel. error", "tolerance", "cause, worst case"]
@@ -268,16 +271,23 @@ def summary_table(reports: dict) -> Table:
         failed_items = [(r.region, r.cause or _err(r.max_rel_err)) for r in failed]
         failed_text = "; ".join(f"{region} ({err})" for region, err in failed_items) or "–"
         failed_html = "<br>".join(
-            f'{html.escape(region)} <span style="white-space:nowrap">({html.escape(err)})</span>'
+            f'<span style="white-space:nowrap">{html.escape(region)}: {html.escape(err)}</span>'
             for region, err in failed_items
         )
         rows.append(
             [
                 label,
                 mark(report.passed),
-                Html("<br>".join(html.escape(r.region) for r in passed) or "–", passed_text),
+                Html(
+                    "<br>".join(
+                        f'<span style="white-space:nowrap">{html.escape(r.region)}</span>' for r in passed
+                    )
+                    or "–",
+                    passed_text,
+                    nowrap=False,
+                ),
                 _err(worst_pass),
-                Html(failed_html or "–", failed_text),
+                Html(failed_html or "–", failed_text, nowrap=False),
             ]
         )
     header = ["implementation", "result", "regions passed", "worst error (passed)", "regions failed (error)"]
