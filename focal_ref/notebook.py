@@ -254,9 +254,10 @@ def report_table(report) -> Table:
 
 
 def summary_table(reports: dict) -> Table:
-    """Several conformance reports side by side, as a table that reads at a phone's width too: one row
-    per implementation, its verdict (✓/✗), the regions it passes with the worst error among them, and
-    each failed region on a line of its own with its error (or "error", "non-finite").
+    """Several conformance reports side by side, in a table that fits the column: one row per
+    implementation, its verdict (✓/✗), the regions it passes ("all N" when it passes every region) with
+    the worst error among them, and each failed region on a line of its own with its error (or "error",
+    "non-finite").
 
     Args:
         reports: ``{label: report}``.
@@ -267,25 +268,22 @@ def summary_table(reports: dict) -> Table:
         failed = [r for r in ran if r.status == "FAIL"]
         passed = [r for r in ran if r.status == "pass"]
         worst_pass = max((r.max_rel_err for r in passed), default=float("nan"))
-        passed_text = ", ".join(r.region for r in passed) or "–"
-        failed_items = [(r.region, r.cause or _err(r.max_rel_err)) for r in failed]
-        failed_text = "; ".join(f"{region} ({err})" for region, err in failed_items) or "–"
+        if failed:
+            passed_html = "<br>".join(html.escape(r.region) for r in passed) or "–"
+            passed_cell = Html(passed_html, ", ".join(r.region for r in passed) or "–", nowrap=False)
+        else:
+            passed_cell = f"all {len(passed)}"
+        items = [(r.region, r.cause or _err(r.max_rel_err)) for r in failed]
         failed_html = "<br>".join(
-            f'<span style="white-space:nowrap">{html.escape(region)}: {html.escape(err)}</span>'
-            for region, err in failed_items
+            f'{html.escape(region)}: <span style="white-space:nowrap">{html.escape(err)}</span>'
+            for region, err in items
         )
+        failed_text = "; ".join(f"{region} ({err})" for region, err in items) or "–"
         rows.append(
             [
                 label,
                 mark(report.passed),
-                Html(
-                    "<br>".join(
-                        f'<span style="white-space:nowrap">{html.escape(r.region)}</span>' for r in passed
-                    )
-                    or "–",
-                    passed_text,
-                    nowrap=False,
-                ),
+                passed_cell,
                 _err(worst_pass),
                 Html(failed_html or "–", failed_text, nowrap=False),
             ]

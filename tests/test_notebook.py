@@ -138,6 +138,7 @@ def test_summary_table_has_one_row_per_implementation():
     }
     table = notebook.summary_table(reports)
     assert [row[0] for row in table.rows] == ["ours", "theirs"]
+    assert table.rows[0][2] == "all 2" and table.rows[1][2].text == "a"
     assert table.rows[0][3] == "3.0e-07" and table.rows[1][4].text == "b (2.5e-01)"
     assert "&#10007;" in table._repr_html_()
 
@@ -167,4 +168,4 @@ def test_long_text_cells_wrap_at_a_readable_width():
     cell = re.search(r'<td style="([^"]*)"><div style="min-width:18em">non-finite', page)
     assert cell and "nowrap" not in cell.group(1)
     summary = notebook.summary_table({"x": report})._repr_html_()
-    assert '<span style="white-space:nowrap">saturated: non-finite at x' in summary
+    assert 'saturated: <span style="white-space:nowrap">non-finite at x' in summary
