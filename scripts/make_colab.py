@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from focal_ref._colab import build  # noqa: E402
+from focal_ref._colab import EditionError, build  # noqa: E402
 
 
 def main() -> int:
@@ -22,7 +22,7 @@ def main() -> int:
     args = parser.parse_args()
     try:
         changed = build(ROOT, check=args.check)
-    except (KeyError, ValueError, OSError) as exc:  # a glue key, a figure or an included file is missing
+    except EditionError as exc:  # a glue key, a figure or an included object is missing
         print(f"make_colab: {exc}", file=sys.stderr)
         return 2
     for path in changed:

@@ -322,6 +322,7 @@ def _kernel_env(stack: tuple[Path, str], tmp_path: Path) -> tuple[Path, dict[str
         "PATH": f"{env_dir / 'bin'}:/usr/bin:/bin",
         "HOME": str(home),
         "FOCAL_REF_SOURCE": source,
+        "FOCAL_REF_DATA": (ROOT / "book").as_uri() + "/",  # the data cell's files, from this checkout
         "PYTHONNOUSERSITE": "1",
         "TF_CPP_MIN_LOG_LEVEL": "3",
         "JUPYTER_PLATFORM_DIRS": "1",
@@ -384,3 +385,24 @@ def test_install_cell_is_silent_on_success_and_raises_with_pips_output(colab_sta
     assert probe.returncode == 0, probe.stderr
     again = run(cell, missing)  # importable now: the cell does nothing (pip on the missing source would fail)
     assert (again.returncode, again.stdout, again.stderr) == (0, "", "")
+
+
+def test_data_cell_fetches_the_files_a_page_reads_from_its_folder(tmp_path):
+    from focal_ref._colab import _data_cell
+
+    book = tmp_path / "repo" / "book"
+    (book / "t" / "results").mkdir(parents=True)
+    (book / "t" / "results" / "a.json").write_text('{"x": 1}')
+    site = Site(tmp_path / "repo", "https://s/", "https://c/", "https://raw/")
+    sources = ['data = load("results/a.json")\nother = load("missing.json")', "print('no file here')"]
+    cell = _data_cell(site, book / "t" / "page.ipynb", sources)
+    assert cell is not None and cell["metadata"]["cellView"] == "form"
+    code = "".join(cell["source"])
+    assert "['results/a.json']" in code and "missing" not in code
+    assert _data_cell(site, book / "t" / "page.ipynb", sources[1:]) is None
+    work = tmp_path / "content"
+    work.mkdir()
+    env = {**os.environ, "FOCAL_REF_DATA": book.as_uri() + "/"}
+    run = subprocess.run([sys.executable, "-c", code], cwd=work, env=env, capture_output=True, text=True)
+    assert (run.returncode, run.stdout, run.stderr) == (0, "", "")
+    assert (work / "results" / "a.json").read_text() == '{"x": 1}'

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from .markdown import RECORD, Page, Site, _lines, _text, glue_records, render_markdown
 
+_PATH_LITERAL = re.compile(r"""["']([\w.-]+(?:/[\w.-]+)*\.\w+)["']""")  # a quoted relative file name
 HIDDEN_TAGS = ("remove-input", "remove-cell", "hide-input", "hide-cell")
 NO_OUTPUT_TAGS = ("remove-output", "remove-cell")
 
@@ -77,6 +78,41 @@ def _code_cell(cell: dict, records: dict[str, tuple[int, dict, bool]], index: in
     return {**cell, "metadata": metadata, "source": _lines(source), "outputs": outputs}
 
 
+def _data_cell(site: Site, path: Path, sources: list[str]) -> dict | None:
+    """A hidden cell that fetches the data files the page reads from beside it (``results/x.json``).
+
+    Colab opens a notebook alone, without the folder it sits in. Such a file is found as a string literal
+    in a code cell naming an existing file of the notebook's folder. It is fetched from the repository
+    (``FOCAL_REF_DATA``, the URL of ``book/``, overrides the source, as ``FOCAL_REF_SOURCE`` does for pip).
+    """
+    folder = path.parent
+    names = sorted(
+        {name for source in sources for name in _PATH_LITERAL.findall(source) if (folder / name).is_file()}
+    )
+    if not names:
+        return None
+    where = folder.relative_to(site.root / "book").as_posix()
+    prefix = "" if where == "." else where + "/"
+    code = f"""# @title Fetch the stored results this page reads (Colab opens a notebook without its folder)
+import os, urllib.request
+
+base = os.environ.get("FOCAL_REF_DATA", "{site.raw_url}book/")
+for path in {names!r}:
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        urllib.request.urlretrieve(base + "{prefix}" + path, path)
+"""
+    metadata = {"cellView": "form", "tags": ["colab-data"]}
+    return {
+        "cell_type": "code",
+        "execution_count": None,
+        "id": "colab-data",
+        "metadata": metadata,
+        "outputs": [],
+        "source": _lines(code),
+    }
+
+
 def convert(site: Site, path: Path) -> dict:
     """The Colab edition of one book notebook, as a notebook dict."""
     nb = json.loads(path.read_text(encoding="utf-8"))
@@ -92,6 +128,10 @@ def convert(site: Site, path: Path) -> dict:
                 cells.append({"cell_type": "markdown", **ids, "metadata": {}, "source": _lines(text)})
         else:
             cells.append(cell)
+    data = _data_cell(site, path, [_text(c) for c in nb["cells"] if c["cell_type"] == "code"])
+    if data:  # right after the install cell
+        first = next(i for i, c in enumerate(cells) if c["cell_type"] == "code")
+        cells.insert(first + 1, data)
     missing = [n for n, (_, data, _) in page.records.items() if "image/png" in data and n not in page.figures]
     if missing:
         raise ValueError(f"{page.doc}: figures glued but never placed with glue:figure: {missing}")
@@ -119,21 +159,40 @@ def dumps(nb: dict) -> str:
     return json.dumps(nb, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
 
 
-def editions(root: Path) -> dict[Path, str]:
-    """Every Colab edition's path (under ``colab/``) and text, generated from ``book/``."""
+class EditionError(ValueError):
+    """Some notebooks could not be converted (a glue key, a figure or an included object is missing)."""
+
+
+def editions(root: Path, errors: list[str] | None = None) -> dict[Path, str]:
+    """Every Colab edition's path (under ``colab/``) and text, generated from ``book/``.
+
+    A notebook that cannot be converted raises :class:`EditionError`, or, when ``errors`` is a list, is
+    left out and described there.
+    """
     site = Site.from_config(root)
     out = {}
     for path in sorted((root / "book").rglob("*.ipynb")):
         if ".ipynb_checkpoints" in path.parts or path.name.startswith("_"):
             continue
-        out[root / "colab" / path.relative_to(root / "book")] = dumps(convert(site, path))
+        try:
+            out[root / "colab" / path.relative_to(root / "book")] = dumps(convert(site, path))
+        except (KeyError, ValueError, OSError) as exc:
+            if errors is None:
+                raise EditionError(f"{path.relative_to(root)}: {exc}") from exc
+            errors.append(f"{path.relative_to(root)}: {exc}")
     return out
 
 
 def build(root: Path, check: bool = False) -> list[Path]:
-    """Write ``colab/`` (removing stale editions); with ``check``, only list the editions that differ."""
-    wanted = editions(root)
-    stale = [p for p in sorted((root / "colab").rglob("*.ipynb")) if p not in wanted]
+    """Write ``colab/`` (removing stale editions); with ``check``, only list the editions that differ.
+
+    Every notebook that can be converted is written; then :class:`EditionError` lists those that could not
+    (their old editions are kept).
+    """
+    errors: list[str] = []
+    wanted = editions(root, errors)
+    failed = {root / "colab" / Path(e.split(":", 1)[0]).relative_to("book") for e in errors}
+    stale = [p for p in sorted((root / "colab").rglob("*.ipynb")) if p not in wanted and p not in failed]
     changed = [p for p, text in wanted.items() if not p.exists() or p.read_text(encoding="utf-8") != text]
     if not check:
         for path in changed:
@@ -141,26 +200,6 @@ def build(root: Path, check: bool = False) -> list[Path]:
             path.write_text(wanted[path], encoding="utf-8")
         for path in stale:
             path.unlink()
+    if errors:
+        raise EditionError("cannot write these Colab editions:\n" + "\n".join(errors))
     return changed + stale
-
-
-# ----------------------------------------------------------------------------------------------
-# Sphinx: the Colab launch button opens the edition
-
-
-def colab_launch_url(url: str) -> str:
-    """A launch URL of ``.../blob/<branch>/book/<path>.ipynb`` -> ``.../blob/<branch>/colab/<path>.ipynb``."""
-    return re.sub(r"(/github/[^/]+/[^/]+/blob/[^/]+/)book/", r"\1colab/", url, count=1)
-
-
-def _point_launch_buttons(app, pagename, templatename, context, doctree) -> None:
-    for group in context.get("header_buttons", []):
-        for button in group.get("buttons", []) if group.get("label") == "launch-buttons" else []:
-            if button.get("text") == "Colab" and "url" in button:
-                button["url"] = colab_launch_url(button["url"])
-
-
-def setup(app) -> dict:
-    """A Sphinx extension (``focal_ref._colab`` in ``_config.yml``): Colab buttons open ``colab/``."""
-    app.connect("html-page-context", _point_launch_buttons, priority=900)  # after sphinx-book-theme's 501
-    return {"parallel_read_safe": True, "parallel_write_safe": True}

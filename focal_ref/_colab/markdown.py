@@ -5,9 +5,10 @@ from __future__ import annotations
 import ast
 import json
 import re
-import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .include import literalinclude
 
 RECORD = "application/papermill.record/"
 # Directives shown as a quote headed by their title (or name).
@@ -30,6 +31,7 @@ class Site:
     root: Path
     site_url: str
     colab_url: str
+    raw_url: str = ""  # the repository's files, https://raw.githubusercontent.com/ORG/REPO/BRANCH/
     titles: dict[str, str] = field(default_factory=dict)  # docname (book/01_x) -> page title
     notebooks: set[str] = field(default_factory=set)  # docnames that are notebooks
     labels: dict[str, tuple[str, str]] = field(default_factory=dict)  # label -> (docname, link text)
@@ -46,7 +48,8 @@ class Site:
         site_url = (config.get("html", {}).get("baseurl") or f"https://{org}.github.io/{name}/").rstrip("/")
         colab = config.get("launch_buttons", {}).get("colab_url", "https://colab.research.google.com")
         colab_url = f"{colab.rstrip('/')}/github/{org}/{name}/blob/{repo.get('branch', 'main')}/colab"
-        site = cls(root, site_url + "/", colab_url + "/")
+        raw_url = f"https://raw.githubusercontent.com/{org}/{name}/{repo.get('branch', 'main')}/"
+        site = cls(root, site_url + "/", colab_url + "/", raw_url)
         for path in sorted((root / "book").rglob("*")):
             if path.suffix in (".ipynb", ".md") and ".ipynb_checkpoints" not in path.parts:
                 site._index(path)
@@ -163,55 +166,6 @@ def _inline(data: dict) -> str:
     if "text/html" in data:
         return "".join(data["text/html"]).strip()
     return format_plain_text("".join(data.get("text/plain", "")), "")
-
-
-# ----------------------------------------------------------------------------------------------
-# literalinclude
-
-
-def _line_numbers(spec: str, count: int) -> list[int]:
-    """Sphinx's ``:lines:`` syntax ("1-3,5,8-") as 0-based indices."""
-    picked = []
-    for part in spec.split(","):
-        part = part.strip()
-        if "-" in part:
-            start, end = part.split("-", 1)
-            picked.extend(range(int(start or 1) - 1, int(end) if end else count))
-        else:
-            picked.append(int(part) - 1)
-    return [i for i in picked if 0 <= i < count]
-
-
-def literalinclude(path: Path, options: dict[str, str]) -> str:
-    """The text ``literalinclude`` shows: the ``:pyobject:`` (decorators included), then ``:lines:`` etc."""
-    text = path.read_text(encoding="utf-8")
-    lines = _lines(text)
-    if "pyobject" in options:
-        body: list[ast.stmt] = ast.parse(text).body
-        node = None
-        for part in options["pyobject"].split("."):
-            node = next((n for n in body if getattr(n, "name", None) == part), None)
-            if node is None:
-                raise ValueError(f"{path}: no object {options['pyobject']!r} for literalinclude")
-            body = getattr(node, "body", [])
-        assert node is not None
-        start = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
-        lines = lines[start - 1 : node.end_lineno]
-    if "start-after" in options:
-        at = next(i for i, line in enumerate(lines) if options["start-after"] in line)
-        lines = lines[at + 1 :]
-    if "end-before" in options:
-        lines = lines[: next(i for i, line in enumerate(lines) if options["end-before"] in line)]
-    if "lines" in options:
-        lines = [lines[i] for i in _line_numbers(options["lines"], len(lines))]
-    code = "".join(lines)
-    if "dedent" in options:
-        code = (
-            textwrap.dedent(code)
-            if not options["dedent"]
-            else "".join(line[int(options["dedent"]) :] for line in _lines(code))
-        )
-    return code.rstrip("\n")
 
 
 # ----------------------------------------------------------------------------------------------
