@@ -26,6 +26,18 @@ def focal_loss(alpha=0.75, gamma=2.0):
     """The blog's Keras closure (rebuilt) exactly as published: the inner function returns ``None``.
 
     ``model.compile(loss=focal_loss())`` is accepted, and training then fails because the loss is None.
+
+    Args:
+        alpha: weight of class 1 (the post's default 0.75).
+        gamma: focusing parameter.
+
+    Returns:
+        ``focal_loss_fixed(y_true, y_pred)``, which returns None.
+
+    Example:
+        >>> import keras
+        >>> print(focal_loss()(keras.ops.ones(1), keras.ops.ones(1) * 0.9))
+        None
     """
 
     def focal_loss_fixed(y_true, y_pred):
@@ -42,6 +54,19 @@ def focal_loss_returning(alpha=0.75, gamma=2.0):
 
     Elementwise -alpha_t * (1 - p_t)^gamma * log(p_t) with p_t = y p + (1-y)(1-p) + eps (eps = 1e-7):
     NaN for non-integer ``gamma`` where p_t + eps > 1, and a loss capped near -log(eps) = 16.1.
+
+    Args:
+        alpha: weight of class 1 (the post's default 0.75).
+        gamma: focusing parameter.
+
+    Returns:
+        ``focal_loss_fixed(y_true, y_pred)`` on probabilities, returning the elementwise loss.
+
+    Example:
+        >>> import keras
+        >>> loss = focal_loss_returning(alpha=0.5, gamma=0.0)
+        >>> round(float(keras.ops.convert_to_numpy(loss(keras.ops.ones(1), keras.ops.ones(1) * 0.5))[0]), 4)
+        0.3466
     """
 
     def focal_loss_fixed(y_true, y_pred):

@@ -31,6 +31,11 @@ class FocalLoss(nn.Module):
     Reproduces the published forward pass line for line: both class probabilities are stacked as
     ``cat((1 - pred, pred))``, the target's one is picked with a ``scatter_`` mask, clamped to [1e-4, 1],
     and weighted by alpha (class 1) or 1 - alpha (class 0). ``device=None`` keeps the hard-coded ``.cuda()``.
+
+    Example:
+        >>> loss = FocalLoss(alpha=0.5, gamma=0, size_average=False, device="cpu")
+        >>> round(loss(torch.tensor([1e-9]), torch.tensor([1.0])).item(), 4)  # capped at 0.5 * -log(1e-4)
+        4.6052
     """
 
     def __init__(self, alpha=0.25, gamma=2, size_average=True, device=None):
@@ -73,6 +78,11 @@ class FocalLoss_MultiLabel(nn.Module):
     by ``size_average``) goes into a (1, L) tensor placed with ``.cuda()`` (``device=None``), which is then
     averaged or summed over labels. With ``size_average=True`` this equals the mean of one elementwise
     call over all N*L entries, computed with L calls instead of one.
+
+    Example:
+        >>> loss = FocalLoss_MultiLabel(alpha=0.5, gamma=0, device="cpu")
+        >>> round(loss(torch.full((2, 3), 0.5), torch.ones(2, 3)).item(), 4)  # 0.5 * log 2
+        0.3466
     """
 
     def __init__(self, alpha=0.25, gamma=2, size_average=True, device=None):

@@ -31,6 +31,13 @@ class LossConfig:
             (Detectron2's RetinaNet: ``n <- 0.9 n + 0.1 max(num_pos, 1)``), started at the first batch's
             count.
         prior: the prior pi of the last bias (:func:`prior_bias`); None for bias 0.
+
+    Raises:
+        ValueError: for an unknown normalization or a prior outside (0, 1).
+
+    Example:
+        >>> LossConfig(gamma=0.0, alpha=None).normalization
+        'num_pos'
     """
 
     gamma: float = 2.0
@@ -56,6 +63,10 @@ class TrainConfig:
         weight_decay: L2 weight decay (1e-4 as in the paper).
         width: channels of the first layers of :class:`TinyDetector`.
         seed: seeds the initial weights and the batch order.
+
+    Example:
+        >>> TrainConfig(steps=10).batch_size
+        8
     """
 
     steps: int = 300

@@ -64,6 +64,12 @@ def train_keras(
     Raises:
         ValueError: for another normalization or a Keras backend outside :data:`BACKENDS`, before
             anything is built.
+
+    Example:
+        >>> from focal_ref.experiments import make_dataset
+        >>> _, losses, ap = train_keras(LossConfig(), make_dataset(16, seed=0), TrainConfig(steps=2))
+        >>> losses.shape, ap
+        ((2,), None)
     """
     import keras
 

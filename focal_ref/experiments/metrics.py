@@ -21,6 +21,19 @@ def prior_bias(prior: float | None) -> float:
     r"""The last-layer bias making every initial prediction equal ``prior``: :math:`b = -\log((1-\pi)/\pi)`.
 
     Lin et al. 2017, §3.3: with :math:`\pi = 0.01`, :math:`b \approx -4.595`. ``None`` gives 0 (p = 0.5).
+
+    Args:
+        prior: pi in (0, 1), or None.
+
+    Returns:
+        The bias b.
+
+    Raises:
+        ValueError: for a prior outside (0, 1).
+
+    Example:
+        >>> round(prior_bias(0.01), 3)
+        -4.595
     """
     if prior is None:
         return 0.0
@@ -45,8 +58,20 @@ def average_precision(scores: ArrayLike, labels: ArrayLike) -> float:
     overstate AP; negatives-first would understate it.) Use logits, not sigmoid probabilities, as
     scores: float32 probabilities round to exactly 0 or 1 for large logits and would create ties.
 
-    Raises ``ValueError`` if the sizes differ, a score is NaN, a label is not 0/1, or there is no
-    positive (AP is undefined then). Returns a float in (0, 1].
+    Args:
+        scores: real scores, higher meaning "more likely positive" (logits are best).
+        labels: 0/1 or bool labels, as many as scores.
+
+    Returns:
+        AP, a float in (0, 1]. It equals ``sklearn.metrics.average_precision_score`` (tested).
+
+    Raises:
+        ValueError: if the sizes differ, a score is NaN, a label is not 0/1, or there is no positive (AP
+            is undefined then).
+
+    Example:
+        >>> average_precision([0.9, 0.8, 0.7, 0.1], [1, 0, 1, 0])  # (1/2) * 1 + (1/2) * 2/3
+        0.8333333333333333
     """
     s = np.asarray(scores, dtype=np.float64).ravel()
     y = np.asarray(labels).ravel()
@@ -113,8 +138,21 @@ def expected_initial_loss(
 def normalized_loss_cdf(loss: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Lin et al. 2017, Fig. 4: the cumulative share of the total loss against the fraction of samples.
 
-    The losses are normalized to sum to one and sorted from lowest to highest; returns ``(fraction of
-    samples, cumulative normalized loss)``, both starting at 0 and ending at 1.
+    The losses are normalized to sum to one and sorted from lowest to highest.
+
+    Args:
+        loss: per-sample losses: finite, non-negative, with a positive sum.
+
+    Returns:
+        ``(fraction of samples, cumulative normalized loss)``, both starting at 0 and ending at 1.
+
+    Raises:
+        ValueError: for an empty array, a non-finite or negative loss, or a zero sum.
+
+    Example:
+        >>> frac, cum = normalized_loss_cdf([1.0, 3.0])
+        >>> cum.tolist()
+        [0.0, 0.25, 1.0]
     """
     loss = np.sort(np.asarray(loss, dtype=np.float64).ravel())
     if loss.size == 0 or not np.all(np.isfinite(loss)) or loss.min() < 0 or loss.sum() <= 0:

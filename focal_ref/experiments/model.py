@@ -33,6 +33,19 @@ class TinyDetector(nn.Module):
     the hidden layers; the classification layer has Gaussian weights with sigma 0.01 (Lin et al. 2017,
     §4.1) and bias :func:`prior_bias` of each copy's ``priors[g]``. With sigma 0.01 every initial logit is
     close to its bias, so the first predictions are close to the prior.
+
+    Args:
+        priors: the prior pi of each copy's last bias (None: bias 0); their number is G.
+        width: channels of the first layers.
+        seed: seeds the initial weights.
+
+    Raises:
+        ValueError: for no priors, or a prior outside (0, 1).
+
+    Example:
+        >>> import torch
+        >>> TinyDetector([0.01, 0.5], width=4)(torch.zeros(3, 1, 32, 32)).shape
+        torch.Size([3, 2, 16, 16])
     """
 
     def __init__(self, priors: Sequence[float | None] = (0.01,), *, width: int = 8, seed: int = 0) -> None:

@@ -35,6 +35,12 @@ class TrainResult:
         normalizers: ``(steps, G)`` the divisor each copy used at each step.
         diverged: ``(G,)`` True where a copy's loss became non-finite; it stops training there.
         ap: ``(G,)`` average precision on ``eval_data`` (NaN for a diverged copy), or None.
+
+    Example:
+        >>> from focal_ref.experiments import make_dataset
+        >>> result = train([LossConfig()], make_dataset(16, seed=0), TrainConfig(steps=2, batch_size=4))
+        >>> result.losses.shape, result.diverged.tolist()
+        ((2, 1), [False])
     """
 
     model: TinyDetector
@@ -53,6 +59,19 @@ def set_determinism(seed: int = 0, threads: int = DEFAULT_THREADS) -> None:
     same training can round differently depending on what else the process imported. The flag is a CPU
     mode of the calling thread: NumPy on that thread flushes too (results below ~1e-308 become 0), until
     ``torch.set_flush_denormal(False)``.
+
+    Args:
+        seed: the torch seed.
+        threads: CPU threads for torch.
+
+    Returns:
+        None; the process's torch state is changed.
+
+    Example:
+        >>> set_determinism(0)
+        >>> torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
+        (True, 1)
+        >>> _ = torch.set_flush_denormal(False); torch.use_deterministic_algorithms(False)  # put back
     """
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
@@ -83,6 +102,26 @@ def train(
     :mod:`focal_ref.experiments.progress`).
 
     Call :func:`set_determinism` first for reproducible runs.
+
+    Args:
+        losses: one :class:`LossConfig` per model copy.
+        data: the training data.
+        config: the optimization settings (default ``TrainConfig()``).
+        eval_data: data for each copy's held-out AP (None: no AP).
+        track_grad_norm: record each copy's gradient norm per step.
+        progress: a tqdm bar: True, False, or None for "when someone is watching".
+
+    Returns:
+        A :class:`TrainResult`.
+
+    Raises:
+        ValueError: for an empty ``losses``, or a batch larger than the data.
+
+    Example:
+        >>> from focal_ref.experiments import make_dataset
+        >>> data = make_dataset(16, seed=0)
+        >>> train([LossConfig(), LossConfig(gamma=0.0)], data, TrainConfig(steps=3)).losses.shape
+        (3, 2)
     """
     config = config or TrainConfig()
     losses = list(losses)
@@ -164,7 +203,21 @@ def train(
 
 
 def predict(model: TinyDetector, data: ToyData, batch_size: int = 256) -> np.ndarray:
-    """Logits ``(N, G, H, W)`` of every copy on ``data`` (float32 NumPy), in eval mode without gradients."""
+    """Logits of every copy on ``data``, in eval mode without gradients.
+
+    Args:
+        model: the trained model.
+        data: the images.
+        batch_size: images per forward pass.
+
+    Returns:
+        float32 NumPy logits ``(N, G, H, W)``.
+
+    Example:
+        >>> from focal_ref.experiments import make_dataset
+        >>> predict(TinyDetector([0.01, 0.5]), make_dataset(3, seed=0)).shape
+        (3, 2, 16, 16)
+    """
     model.eval()
     out = []
     with torch.no_grad():

@@ -97,6 +97,14 @@ def multilabel_per_example(cls: Any, logits: Any, targets: Any, *, alpha: Any, g
 
     Returns:
         The ``(N,)`` elementwise loss.
+
+    Example:
+        >>> import torch
+        >>> from focal_ref.blog.torch_blog import FocalLoss_MultiLabel
+        >>> x, y = torch.zeros(2), torch.ones(2)
+        >>> out = multilabel_per_example(FocalLoss_MultiLabel, x, y, alpha=0.5, gamma=0.0)
+        >>> [round(v, 4) for v in out.tolist()]  # 0.5 * log 2 each
+        [0.3466, 0.3466]
     """
     import torch
 
@@ -187,6 +195,14 @@ def keras_categorical_focal_crossentropy(
 
     Returns:
         The ``(N,)`` per-sample loss.
+
+    Example:
+        >>> import keras
+        >>> cfc = keras.losses.CategoricalFocalCrossentropy
+        >>> x, t = keras.ops.zeros((1, 2)), keras.ops.zeros(1, "int32")
+        >>> out = keras_categorical_focal_crossentropy(cfc, x, t, alpha=None, gamma=0.0)
+        >>> round(float(keras.ops.convert_to_numpy(out)[0]), 4)  # log 2
+        0.6931
     """
     import keras
 
@@ -207,6 +223,13 @@ def kornia_binary(fn: Any, logits: Any, targets: Any, *, alpha: Any, gamma: floa
 
     Returns:
         The ``(N,)`` elementwise loss (``reduction="none"``, kornia's default).
+
+    Example:
+        >>> import torch
+        >>> def channels(x, y, *, alpha, gamma):  # stands for kornia's function: (B, C) in, (B, C) out
+        ...     return x * 0 + x.shape[1]
+        >>> kornia_binary(channels, torch.zeros(3), torch.ones(3), alpha=0.25, gamma=2.0).tolist()
+        [1.0, 1.0, 1.0]
     """
     return fn(logits[:, None], targets[:, None], alpha=alpha, gamma=gamma)[:, 0]
 
@@ -229,6 +252,14 @@ def kornia_softmax(fn: Any, logits: Any, targets: Any, *, alpha: Any, gamma: flo
 
     Raises:
         ValueError: for per-class weights kornia cannot express.
+
+    Example:
+        >>> import torch
+        >>> def kornia_like(x, t, *, alpha, gamma):  # returns (N, C), alpha is one number
+        ...     return torch.full(x.shape, alpha)
+        >>> x, t = torch.zeros(1, 3), torch.tensor([0])
+        >>> kornia_softmax(kornia_like, x, t, alpha=(0.75, 0.25, 0.25), gamma=2.0)
+        tensor([0.7500])
     """
     if alpha is not None:
         a = alpha[1]

@@ -42,6 +42,17 @@ def gamma_choices(gammas: Sequence[float]) -> tuple[Any, list[float]]:
     """``pick(wanted)``: the wanted gammas among ``gammas`` (all of them if none is); and the gamma < 1 ones.
 
     With the default gammas the gamma < 1 region uses 0.25 and 0.5; with user gammas, those below 1.
+
+    Args:
+        gammas: the check's gammas.
+
+    Returns:
+        ``(pick, low gammas)``.
+
+    Example:
+        >>> pick, low = gamma_choices((0.0, 2.0))
+        >>> pick((2.0, 5.0)), pick((7.0,)), low
+        ([2.0], [0.0, 2.0], [0.0])
     """
 
     def pick(wanted: Sequence[float]) -> list[float]:

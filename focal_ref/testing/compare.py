@@ -28,6 +28,12 @@ __all__ = ["Tally", "run_regions", "describe_exception", "num", "alpha_text"]
 def num(value: Any) -> str:
     """A number in a report's note: three significant digits.
 
+    Args:
+        value: a real number.
+
+    Returns:
+        Its text.
+
     Example:
         >>> num(745.0), num(0.123456)
         ('745', '0.123')
@@ -37,6 +43,12 @@ def num(value: Any) -> str:
 
 def alpha_text(alpha: Any) -> str:
     """``alpha=...`` in a note, for a number, None or per-class weights.
+
+    Args:
+        alpha: the case's alpha.
+
+    Returns:
+        The text.
 
     Example:
         >>> alpha_text((0.1, 0.9))
@@ -49,6 +61,12 @@ def alpha_text(alpha: Any) -> str:
 
 def describe_exception(exc: BaseException) -> str:
     """A failure note: ``"raised RuntimeError: first line of the message"`` (at most 90 characters).
+
+    Args:
+        exc: what the implementation raised.
+
+    Returns:
+        The note.
 
     Example:
         >>> describe_exception(SystemExit(3))
@@ -161,6 +179,13 @@ def run_regions(
 
     Returns:
         The rows, in the order of :data:`~focal_ref.testing.ALL_REGIONS`.
+
+    Example:
+        >>> def run_case(tally, case, region):
+        ...     tally.compare(np.ones(2), np.ones(2), np.ones(2), 0.0, str, "loss")
+        >>> rows = run_regions({"moderate logits": [()]}, ["moderate logits"], "float64", run_case, {})
+        >>> [r.short for r in rows]
+        ['pass 0.0e+00', 'skipped', 'skipped', 'skipped', 'skipped']
     """
     from .regions import REGIONS
 

@@ -20,7 +20,14 @@ __all__ = ["CheckFailure", "Framework", "make_framework", "setup"]
 
 
 class CheckFailure(Exception):
-    """Raised inside a check when a result cannot be compared (None, complex, wrong shape, no gradient)."""
+    """Raised inside a check when a result cannot be compared (None, complex, wrong shape, no gradient).
+
+    Example:
+        >>> make_framework("numpy").to_numpy([1j])
+        Traceback (most recent call last):
+        ...
+        focal_ref.testing.frameworks.CheckFailure: returned complex values (complex128); a result must be real
+    """
 
 
 def _real(array: np.ndarray, what: str = "result") -> np.ndarray:

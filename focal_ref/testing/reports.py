@@ -248,6 +248,14 @@ class SummaryTable:
     Attributes:
         labels: the row labels.
         reports: the :class:`ConformanceReport` of each row.
+
+    Example:
+        >>> row = RegionResult("gradients", 4, 0.5, 1e-5, "FAIL", "worst at ...")
+        >>> report = ConformanceReport("mine", "sigmoid", "torch", "float32", (row,))
+        >>> print(SummaryTable(("mine",), (report,)))
+        implementation  gradients     verdict
+        --------------  ------------  -------
+        mine            FAIL 5.0e-01  FAILED
     """
 
     labels: tuple[str, ...]
