@@ -1,4 +1,4 @@
-"""kornia 0.9.0 against the reference: ``kornia.losses.binary_focal_loss_with_logits`` and ``kornia.losses.focal_loss``.
+"""kornia 0.9.0 against the reference: ``binary_focal_loss_with_logits``, ``focal_loss`` (``kornia.losses``).
 
 Where the conventions meet, and where they differ (read from the installed source,
 kornia/losses/focal.py, and its docstrings):
@@ -38,11 +38,10 @@ focal_loss(pred, target, alpha, gamma=2.0, reduction="none", weight=None, ignore
 import numpy as np
 import pytest
 import torch
-
+from cases import GAMMAS, sigmoid_cases, softmax_cases
 from kornia import losses as kornia_losses
 
 import focal_ref
-from cases import GAMMAS, sigmoid_cases, softmax_cases
 
 EPS = np.finfo(np.float64).eps
 TINY = np.finfo(np.float64).tiny
@@ -68,12 +67,13 @@ def _hard_sigmoid_cases():
 def _kornia_binary(x, y, alpha, gamma, reduction="none", requires_grad=False):
     pred = torch.tensor(x, dtype=torch.float64).reshape(-1, 1).requires_grad_(requires_grad)
     target = torch.tensor(y, dtype=torch.float64).reshape(-1, 1)
-    out = kornia_losses.binary_focal_loss_with_logits(pred, target, alpha=alpha, gamma=gamma, reduction=reduction)
+    loss = kornia_losses.binary_focal_loss_with_logits
+    out = loss(pred, target, alpha=alpha, gamma=gamma, reduction=reduction)
     return pred, out
 
 
 def _class_alpha(alpha, num_classes):
-    """kornia's softmax alpha (1 - alpha for class 0, alpha for the others) as the reference's per-class alpha."""
+    """kornia's softmax alpha (1 - alpha for class 0, alpha for the others) as per-class weights."""
     return None if alpha is None else [1.0 - alpha] + [alpha] * (num_classes - 1)
 
 
@@ -98,13 +98,14 @@ def _kornia_softmax_rtol(logits, index, gamma):
 def test_binary_matches_reference_on_hard_labels(gamma, alpha):
     x, y = _hard_sigmoid_cases()
     _, out = _kornia_binary(x, y, alpha, gamma)
-    assert_close(out.detach().numpy()[:, 0], focal_ref.sigmoid_focal_loss(x, y, alpha=alpha, gamma=gamma), 1e-12)
+    want = focal_ref.sigmoid_focal_loss(x, y, alpha=alpha, gamma=gamma)
+    assert_close(out.detach().numpy()[:, 0], want, 1e-12)
 
 
 @pytest.mark.parametrize("gamma", GAMMAS + (0.1,))
 @pytest.mark.parametrize("alpha", (None, 0.25))
 def test_binary_gradient_matches_reference(gamma, alpha):
-    """torch autograd through kornia's loss against the reference's closed-form gradient (gamma < 1 included)."""
+    """torch autograd through kornia's loss against the reference's gradient (gamma < 1 included)."""
     x, y = _hard_sigmoid_cases()
     pred, out = _kornia_binary(x, y, alpha, gamma, requires_grad=True)
     out.sum().backward()
@@ -117,7 +118,8 @@ def test_binary_gradient_matches_reference(gamma, alpha):
 def test_binary_reductions(reduction):
     x, y = _hard_sigmoid_cases()
     _, out = _kornia_binary(x, y, 0.25, 2.0, reduction=reduction)
-    assert_close(out.item(), focal_ref.sigmoid_focal_loss(x, y, alpha=0.25, gamma=2.0, reduction=reduction), 1e-13)
+    want = focal_ref.sigmoid_focal_loss(x, y, alpha=0.25, gamma=2.0, reduction=reduction)
+    assert_close(out.item(), want, 1e-13)
 
 
 @pytest.mark.parametrize("gamma", (0.5, 2.0))
@@ -128,8 +130,9 @@ def test_binary_soft_labels_differ_as_documented(gamma):
     t = rng.uniform(0.05, 0.95, 50)
     _, out = _kornia_binary(x, t, 0.25, gamma)
     kornia = out.detach().numpy()[:, 0]
-    per_term = (t * focal_ref.sigmoid_focal_loss(x, np.ones_like(x), gamma=gamma)
-                + (1 - t) * focal_ref.sigmoid_focal_loss(x, np.zeros_like(x), gamma=gamma))
+    per_term = t * focal_ref.sigmoid_focal_loss(x, np.ones_like(x), gamma=gamma) + (
+        1 - t
+    ) * focal_ref.sigmoid_focal_loss(x, np.zeros_like(x), gamma=gamma)
     assert_close(kornia, per_term, 1e-12)
     reference = focal_ref.sigmoid_focal_loss(x, t, gamma=gamma)
     assert np.all(np.abs(kornia - reference) > 1e-3 * reference)  # a different loss, not rounding
@@ -142,20 +145,22 @@ def test_binary_soft_labels_differ_as_documented(gamma):
 def _kornia_softmax(logits, index, alpha, gamma, reduction="none", requires_grad=False, **kwargs):
     pred = torch.tensor(logits, dtype=torch.float64).requires_grad_(requires_grad)
     target = torch.tensor(index, dtype=torch.int64)
-    return pred, kornia_losses.focal_loss(pred, target, alpha=alpha, gamma=gamma, reduction=reduction, **kwargs)
+    out = kornia_losses.focal_loss(pred, target, alpha=alpha, gamma=gamma, reduction=reduction, **kwargs)
+    return pred, out
 
 
 @pytest.mark.parametrize("gamma", GAMMAS + (0.1,))
 @pytest.mark.parametrize("alpha", ALPHAS)
 def test_softmax_matches_reference(gamma, alpha):
-    """Per sample: kornia's (B, C) map summed over classes. 1e-12 where 1 - p_t is not small (see module doc)."""
+    """Per sample: kornia's (B, C) map summed over classes; 1e-12 where 1 - p_t is not small (module doc)."""
     logits, index, _ = softmax_cases()
     _, out = _kornia_softmax(logits, index, alpha, gamma)
     kornia = out.detach().numpy()
     assert kornia.shape == logits.shape
     off_target = np.arange(logits.shape[1]) != index[:, None]
     assert np.all(kornia[off_target] == 0.0)
-    reference = focal_ref.softmax_focal_loss(logits, index, alpha=_class_alpha(alpha, logits.shape[1]), gamma=gamma)
+    weights = _class_alpha(alpha, logits.shape[1])
+    reference = focal_ref.softmax_focal_loss(logits, index, alpha=weights, gamma=gamma)
     rtol = _kornia_softmax_rtol(logits, index, gamma)
     assert_close(kornia.sum(axis=1), reference, rtol)
     assert np.sum(rtol <= 1e-12) >= 90  # most of the battery is held to 1e-12
@@ -164,13 +169,14 @@ def test_softmax_matches_reference(gamma, alpha):
 @pytest.mark.parametrize("gamma", GAMMAS + (0.1,))
 @pytest.mark.parametrize("alpha", (None, 0.25))
 def test_softmax_gradient_matches_reference(gamma, alpha):
-    """torch autograd through kornia against the reference's gradient, relative to the row's largest component."""
+    """torch autograd through kornia against the reference's gradient, relative to the row's largest entry."""
     logits, index, _ = softmax_cases()
     pred, out = _kornia_softmax(logits, index, alpha, gamma, requires_grad=True)
     out.sum().backward()
     grad = pred.grad.numpy()
     assert np.all(np.isfinite(grad))
-    reference = focal_ref.softmax_focal_loss_grad(logits, index, alpha=_class_alpha(alpha, logits.shape[1]), gamma=gamma)
+    weights = _class_alpha(alpha, logits.shape[1])
+    reference = focal_ref.softmax_focal_loss_grad(logits, index, alpha=weights, gamma=gamma)
     scale = np.abs(reference).max(axis=1, keepdims=True)
     rtol = _kornia_softmax_rtol(logits, index, gamma)[:, None]
     assert_close(grad, reference, rtol, scale)
@@ -190,10 +196,12 @@ def test_softmax_reductions_and_ignore_index():
 
     ignored = index.copy()
     ignored[::3] = -100
-    ref_sum = focal_ref.softmax_focal_loss(logits, ignored, alpha=ref_alpha, gamma=2.0, reduction="sum",
-                                           ignore_index=-100)
-    ref_mean = focal_ref.softmax_focal_loss(logits, ignored, alpha=ref_alpha, gamma=2.0, reduction="mean",
-                                            ignore_index=-100)
+    ref_sum = focal_ref.softmax_focal_loss(
+        logits, ignored, alpha=ref_alpha, gamma=2.0, reduction="sum", ignore_index=-100
+    )
+    ref_mean = focal_ref.softmax_focal_loss(
+        logits, ignored, alpha=ref_alpha, gamma=2.0, reduction="mean", ignore_index=-100
+    )
     kept = int(np.sum(ignored != -100))
     assert_close(ref_mean, ref_sum / kept, 1e-15)
     k_sum = _kornia_softmax(logits, ignored, reduction="sum", ignore_index=-100, **kwargs)[1].item()
