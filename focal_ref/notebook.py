@@ -175,7 +175,8 @@ class Table:
                 style = _CELL_STYLE + (";text-align:right" if right else "")
                 style += ";white-space:nowrap" if (number or (isinstance(cell, Html) and cell.nowrap)) else ""
                 body = cell.html if isinstance(cell, Html) else html.escape(cell)
-                cells.append(f'<td style="{style}">{body}</td>')
+                label = html.escape(self.header[i], quote=True)
+                cells.append(f'<td style="{style}" data-label="{label}">{body}</td>')
             parts.append("<tr>" + "".join(cells) + "</tr>")
         parts.append("</tbody></table></div>")
         return "".join(parts)

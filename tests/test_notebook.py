@@ -123,9 +123,9 @@ def test_report_table_marks_pass_and_fail_and_keeps_numbers_whole():
     assert "#1a7f37" in page and "#cf222e" in page  # green and red
     # every number sits in a cell of its own that does not wrap
     for number in ["2.8e-06", "1.2e-06", "12,000"]:
-        assert re.search(r'<td style="[^"]*white-space:nowrap[^"]*">' + re.escape(number) + "</td>", page), (
-            number
-        )
+        assert re.search(
+            r'<td style="[^"]*white-space:nowrap[^"]*"[^>]*>' + re.escape(number) + "</td>", page
+        ), number
     assert "overflow-x:auto" in page  # a narrow screen scrolls the table's own box
     text = notebook.report_table(report)._repr_markdown_()
     assert "| moderate logits | 12,000 | pass | 2.8e-06 |" in text and "| FAIL | inf |" in text
@@ -165,7 +165,12 @@ def test_source_code_drops_the_docstring_but_keeps_its_first_line():
 def test_long_text_cells_wrap_at_a_readable_width():
     report = _report([_row("saturated", "FAIL", 2.0, "non-finite at x = 745, gamma = 0.5, a long cause")])
     page = notebook.report_table(report)._repr_html_()
-    cell = re.search(r'<td style="([^"]*)"><div style="min-width:18em">non-finite', page)
+    cell = re.search(r'<td style="([^"]*)"[^>]*><div style="min-width:18em">non-finite', page)
     assert cell and "nowrap" not in cell.group(1)
     summary = notebook.summary_table({"x": report})._repr_html_()
     assert 'saturated: <span style="white-space:nowrap">non-finite at x' in summary
+
+
+def test_every_cell_names_its_column_for_the_phone_layout():
+    page = notebook.Table(["a b", "c"], [["x", 1.5]])._repr_html_()
+    assert 'data-label="a b">x</td>' in page and 'data-label="c">1.5</td>' in page
