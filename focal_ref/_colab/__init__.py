@@ -42,28 +42,43 @@ NO_OUTPUT_TAGS = ("remove-output", "remove-cell")
 # notebooks
 
 
-def _titled(source: str) -> str:
-    """The source with a Colab form title: its first comment line, or a plain description."""
+def _titled(source: str, figures: list[str]) -> str:
+    """The source with a Colab form title (shown while the cell is collapsed) above it, unchanged.
+
+    The title is the cell's leading comment (its first line when that ends a sentence, else the comment
+    joined and cut to about 100 characters), else what the cell does: draw a figure, record values.
+    """
     if re.match(r"^#\s*@title", source):
         return source
-    if source.startswith("#"):
-        first, _, rest = source.partition("\n")
-        return f"# @title {first.lstrip('#').strip()}\n{rest}"
-    calls = [line for line in source.splitlines() if line.strip()]
-    if calls and all(line.startswith("glue") for line in calls):
-        return "# @title Record the values the text quotes (hidden on the rendered page)\n" + source
-    return "# @title Helper code (hidden on the rendered page)\n" + source
+    lines = source.splitlines()
+    comment = []
+    for line in lines:
+        if not line.startswith("#"):
+            break
+        comment.append(line.lstrip("#").strip())
+    if comment and re.search(r"[.!?)]$", comment[0]):
+        title = comment[0]
+    elif comment:
+        title = " ".join(comment)
+        title = title if len(title) <= 100 else title[: title.rfind(" ", 0, 97)] + " …"
+    elif figures:
+        title = f"Draw {' and '.join(figures)} (code hidden on the rendered page)"
+    elif all(line.startswith("glue") for line in lines if line.strip()):
+        title = "Record the values the text quotes (hidden on the rendered page)"
+    else:
+        title = "Helper code (hidden on the rendered page)"
+    return f"# @title {title}\n{source}"
 
 
-def _code_cell(cell: dict, records: dict[str, tuple[int, dict, bool]], index: int) -> dict:
+def _code_cell(cell: dict, page: Page, index: int) -> dict:
     tags = cell.get("metadata", {}).get("tags", [])
     source = _text(cell)
     metadata = {k: v for k, v in cell.get("metadata", {}).items() if k not in ("execution", "collapsed")}
+    figures = [n for n, (at, data, _) in page.records.items() if at == index and "image/png" in data]
     install = index == 0 and "FOCAL_REF_SOURCE" in source  # the install cell (book/_install_cell.py)
     if install or any(t in tags for t in HIDDEN_TAGS):
         metadata["cellView"] = "form"
-        source = _titled(source)
-    figures = {name for name, (at, data, shown) in records.items() if at == index and "image/png" in data}
+        source = _titled(source, [page.figure_numbers.get(name, "the figure below") for name in figures])
     outputs = []
     for output in cell.get("outputs", []):
         scrap = output.get("metadata", {}).get("scrapbook")
@@ -117,10 +132,14 @@ def convert(site: Site, path: Path) -> dict:
     """The Colab edition of one book notebook, as a notebook dict."""
     nb = json.loads(path.read_text(encoding="utf-8"))
     page = Page(site, path, glue_records(nb))
+    markdown = "\n".join(_text(c) for c in nb["cells"] if c["cell_type"] == "markdown")
+    first = site.first_figure.get(page.doc, 1)
+    for number, name in enumerate(re.findall(r"\{glue:figure\}[ \t]*(\S+)", markdown), start=first):
+        page.figure_numbers[name] = f"Fig. {number}"
     cells = []
     for index, cell in enumerate(nb["cells"]):
         if cell["cell_type"] == "code":
-            cells.append(_code_cell(cell, page.records, index))
+            cells.append(_code_cell(cell, page, index))
         elif cell["cell_type"] == "markdown":
             text = render_markdown(page, _text(cell))
             if text:
@@ -203,3 +222,25 @@ def build(root: Path, check: bool = False) -> list[Path]:
     if errors:
         raise EditionError("cannot write these Colab editions:\n" + "\n".join(errors))
     return changed + stale
+
+
+# ----------------------------------------------------------------------------------------------
+# Sphinx: the Colab launch button opens the edition
+
+
+def colab_launch_url(url: str) -> str:
+    """A launch URL of ``.../blob/<branch>/book/<path>.ipynb`` -> ``.../blob/<branch>/colab/<path>.ipynb``."""
+    return re.sub(r"(/github/[^/]+/[^/]+/blob/[^/]+/)book/", r"\1colab/", url, count=1)
+
+
+def _point_launch_buttons(app, pagename, templatename, context, doctree) -> None:
+    for group in context.get("header_buttons", []):
+        for button in group.get("buttons", []) if group.get("label") == "launch-buttons" else []:
+            if button.get("text") == "Colab" and "url" in button:
+                button["url"] = colab_launch_url(button["url"])
+
+
+def setup(app) -> dict:
+    """A Sphinx extension (``focal_ref._colab`` in ``_config.yml``): Colab buttons open ``colab/``."""
+    app.connect("html-page-context", _point_launch_buttons, priority=900)  # after sphinx-book-theme's 501
+    return {"parallel_read_safe": True, "parallel_write_safe": True}

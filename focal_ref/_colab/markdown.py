@@ -180,6 +180,7 @@ class Page:
     path: Path
     records: dict[str, tuple[int, dict, bool]]
     figures: list[str] = field(default_factory=list)
+    figure_numbers: dict[str, str] = field(default_factory=dict)  # glue key -> "Fig. N"
     heading: int = 1
 
     @property
