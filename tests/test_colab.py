@@ -4,12 +4,13 @@ The fast tests check that every edition equals a fresh generation from its book 
 one by hand and none drifts), that no Markdown cell holds MyST-only syntax, that every figure of the book
 is an image output, and the Sphinx hook that points the Colab launch buttons at the editions.
 
-The slow test (``-m colab_run`` is not needed; it runs unless ``FOCAL_REF_SKIP_COLAB_RUN=1``) executes
-every edition as a reader in Colab would: in a venv holding only a Colab-like stack (torch, TensorFlow,
-Keras, JAX, NumPy, SciPy, matplotlib, sympy, scikit-learn, tqdm, ipykernel; no MyST-NB, no Jupyter
-Book), each notebook alone in an empty temporary directory, its first cell installing focal_ref from
-this checkout through ``FOCAL_REF_SOURCE``. The venv is built once per stack (pins from
-requirements.txt) in ``.venv-colab/`` and reused.
+The slow tests execute every edition as a reader in Colab would: in a venv holding only a Colab-like
+stack (torch, TensorFlow, Keras, JAX, NumPy, SciPy, matplotlib, sympy, scikit-learn, tqdm, ipykernel; no
+MyST-NB, no Jupyter Book), each notebook alone in an empty temporary directory, its first cell installing
+focal_ref (a wheel built from this checkout) through ``FOCAL_REF_SOURCE``; they check that each runs, that
+the install cell prints nothing and that every figure is shown. The venv is built once per stack (pins
+from requirements.txt) in ``.venv-colab/`` and reused; each notebook's kernel runs in its own small venv
+on top of it, so every install cell really installs.
 """
 
 from __future__ import annotations
