@@ -14,6 +14,7 @@ import torch.nn.functional as F
 import focal_ref
 from focal_ref import testing
 from focal_ref.testing import (
+    ALL_REGIONS,
     GRADIENTS,
     LOW_GAMMA,
     MODERATE,
@@ -670,3 +671,38 @@ def test_cli_implementation_calling_exit_gets_a_report(tmp_path):
     done = _cli(["exits:fn"], tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "raised SystemExit: 0" in done.stdout
+
+
+GOOD_TORCH = """
+import torch
+import torch.nn.functional as F
+
+
+def loss(x, y, *, alpha, gamma):
+    ce = y * F.softplus(-x) + (1 - y) * F.softplus(x)
+    m = y * torch.sigmoid(-x) + (1 - y) * torch.sigmoid(x)
+    keep = m > 0
+    factor = torch.where(keep, torch.where(keep, m, 1.0) ** gamma, 0.0**gamma)
+    return (alpha * y + (1 - alpha) * (1 - y)) * factor * ce
+
+
+def first_order(x, y, *, alpha, gamma):
+    value = loss(x, y, alpha=alpha, gamma=gamma)
+    if not x.requires_grad:
+        return value
+    (grad,) = torch.autograd.grad(value.sum(), x, retain_graph=True)
+    return value.detach() + (x - x.detach()) * grad.detach() + 0.0 * x**2
+"""
+
+
+def test_cli_second_derivatives_flag_adds_the_region(tmp_path):
+    (tmp_path / "good_torch.py").write_text(GOOD_TORCH)
+    args = ["--framework", "torch", "--second-derivatives"]
+    good = _cli(["good_torch:loss", *args], tmp_path)
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert any(line.startswith(SECOND_DERIVATIVES + " ") for line in good.stdout.splitlines())
+    zero = _cli(["good_torch:first_order", *args], tmp_path)
+    assert zero.returncode == 1, zero.stdout + zero.stderr
+    rows = {r: [line for line in zero.stdout.splitlines() if line.startswith(r + " ")] for r in ALL_REGIONS}
+    assert "FAIL" in rows[SECOND_DERIVATIVES][0]
+    assert all("pass" in rows[r][0] for r in (MODERATE, SATURATED, SOFT, LOW_GAMMA, GRADIENTS)), zero.stdout
