@@ -46,8 +46,8 @@ class Spec:
     """Everything but the tensors: which loss, its hyperparameters, and how the Function runs it.
 
     ``family`` is one of sigmoid, binary, star (elementwise), softmax, categorical (per sample, class
-    axis ``dim``); ``kind`` is "indices" or "probabilities" for the last two. ``summed``: an elementwise
-    loss comes back as its 0-d sum (accumulated in float64). ``keep_grad``: keep D (else recompute it).
+    axis ``dim``); ``kind`` is "indices" or "probabilities" for the last two. ``summed``: the loss
+    comes back as its 0-d sum (accumulated in float64), so that backward scales D by a 0-d gradient. ``keep_grad``: keep D (else recompute it).
     """
 
     family: str
@@ -131,12 +131,15 @@ def first_order(spec: Spec, x: torch.Tensor, target: torch.Tensor, need_grad: bo
         )
     if spec.family == "softmax":
         if spec.kind == "indices":
-            return _k.softmax_index_kernel(
+            loss, d = _k.softmax_index_kernel(
                 x, target, spec.alpha, spec.ignore_index, spec.gamma, spec.dim, need_grad
             )
-        return _k.softmax_prob_kernel(x, target, spec.alpha, spec.gamma, spec.dim, need_grad)
-    w = _k.dense_weights(target, spec.kind, spec.alpha, spec.ignore_index, x, spec.dim)
-    return _k.categorical_kernel(x, w, spec.gamma, spec.dim, need_grad)
+        else:
+            loss, d = _k.softmax_prob_kernel(x, target, spec.alpha, spec.gamma, spec.dim, need_grad)
+    else:
+        w = _k.dense_weights(target, spec.kind, spec.alpha, spec.ignore_index, x, spec.dim)
+        loss, d = _k.categorical_kernel(x, w, spec.gamma, spec.dim, need_grad)
+    return (_total(loss) if spec.summed else loss), d
 
 
 def hessian_times(spec: Spec, x: torch.Tensor, target: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -155,16 +158,16 @@ def hessian_times(spec: Spec, x: torch.Tensor, target: torch.Tensor, v: torch.Te
 
 
 def _expand(spec: Spec, g: torch.Tensor) -> torch.Tensor:
-    """The loss's incoming gradient, broadcastable to the input's shape."""
-    return g if spec.family in ELEMENTWISE else g.unsqueeze(spec.dim)
+    """The loss's incoming gradient, broadcastable to the input's shape (0-d for a summed loss)."""
+    return g if spec.family in ELEMENTWISE or spec.summed else g.unsqueeze(spec.dim)
 
 
 def _contract(spec: Spec, v: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
     """sum of v * d over what the loss sums: everything (summed), the class axis, or nothing."""
     prod = v * d
-    if spec.family in ELEMENTWISE:
-        return _total(prod) if spec.summed else prod
-    return prod.sum(spec.dim)
+    if spec.summed:
+        return _total(prod)
+    return prod if spec.family in ELEMENTWISE else prod.sum(spec.dim)
 
 
 def _derivative(spec: Spec, x: torch.Tensor, target: torch.Tensor, d: torch.Tensor) -> torch.Tensor:

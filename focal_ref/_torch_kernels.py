@@ -250,21 +250,30 @@ def others_sum(values: torch.Tensor, dim: int, signed: bool = False) -> torch.Te
 def softmax_index_kernel(
     x: torch.Tensor,
     index: torch.Tensor,
-    alpha: Sequence[float] | None,
-    ignore_index: int | None,
+    alpha: Optional[Sequence[float]],
+    ignore_index: Optional[int],
     gamma: float,
     dim: int,
     need_grad: bool,
 ) -> Pair:
-    """Class-index targets: FL = -alpha_t u_t^gamma log p_t; dFL/dx_j = p_j wg_t - [j = t] wg_t (p_t + u_t).
+    """Class-index targets: FL = -alpha_t u_t^gamma log p_t; dFL/dx_j = wg_t p_j for j != t, -wg_t u_t at t.
 
     wg_t = alpha_t u_t^gamma (1 + gamma h_t), h_t = -p_t log p_t / u_t in [0, 1] (its limit 1 where
-    u_t = 0): the reference's g_c without 0^(gamma-1). At j = t the reference's p_t * 0 - wg_t u_t.
+    u_t = 0): the reference's g_c without 0^(gamma-1).
+
+    One log_softmax, whose exponential (in place) is p; u_t = 1 - p_t is summed from the other classes
+    (p at t set to 0 first), so it keeps full relative accuracy as p_t -> 1, and log p_t = log1p(-u_t)
+    there (log_softmax's own log p_t rounds to 0 first); below p_t = 1/2 log_softmax's value is exact.
+    The same buffer becomes D: no copy to move the class axis, five passes over the logits' size.
     """
     safe, alpha_t = index_weights(index, alpha, ignore_index, x)
-    log_p, u = log_softmax_parts(x, dim)
     t = safe.unsqueeze(dim)
-    log_p_t, u_t = log_p.gather(dim, t), u.gather(dim, t)
+    log_p = torch.log_softmax(x, dim)
+    log_p_t = log_p.gather(dim, t)
+    p = log_p.exp_()
+    p.scatter_(dim, t, torch.zeros_like(log_p_t))
+    u_t = p.sum(dim, keepdim=True)  # sum_{c != t} p_c: 1 - p_t without cancellation
+    log_p_t = torch.where(u_t < 0.5, torch.log1p(-u_t), log_p_t)
     u_gamma = power(u_t, gamma)
     weight = alpha_t.unsqueeze(dim) if u_gamma is None else u_gamma * alpha_t.unsqueeze(dim)
     loss = (weight * log_p_t).neg_().add_(0.0).squeeze(dim)
@@ -272,8 +281,7 @@ def softmax_index_kernel(
         return loss, None
     if gamma != 0.0:
         weight = weight * (1.0 + gamma * focal_h(log_p_t.exp(), log_p_t, u_t))
-    grad = log_p.exp_().mul_(weight).scatter_(dim, t, -weight * u_t)
-    return loss, grad
+    return loss, p.mul_(weight).scatter_(dim, t, -weight * u_t)
 
 
 def softmax_prob_kernel(

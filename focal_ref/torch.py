@@ -67,14 +67,12 @@ def _elementwise(
 
 
 def _per_sample(x: torch.Tensor, target: torch.Tensor, reduction: str, keep, **params: Any) -> torch.Tensor:
-    """A per-sample (softmax) loss, reduced in float64, in the input's dtype."""
-    loss = _ag.apply(x, target, _ag.Spec(**params))
-    if reduction != "none":
-        total = loss.sum(dtype=torch.float64)
-        if reduction == "mean":
-            count = max(loss.numel(), 1) if keep is None else keep.sum().clamp_min(1)
-            total = total / count  # 0 / 1 = 0 when every sample is ignored
-        loss = total
+    """A per-sample (softmax) loss, reduced (summed in float64 inside the Function), in the input's dtype."""
+    loss = _ag.apply(x, target, _ag.Spec(summed=reduction != "none", **params))
+    if reduction == "mean":
+        samples = x.numel() // max(x.shape[params["dim"]], 1)
+        count = max(samples, 1) if keep is None else keep.sum().clamp_min(1)
+        loss = loss / count  # 0 / 1 = 0 when every sample is ignored
     return loss.to(x.dtype)
 
 

@@ -19,11 +19,12 @@ DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
 CLASS_ALPHAS = (None, 0.25, (0.1, 0.2, 0.3, 0.4, 0.5))
 
 # (loss rtol, grad rtol) per dtype. float64: a few ulp. float32: a few tens of ulp (the gradient of a soft
-# label cancels (p - y) against the focal term, which costs a few ulp more). Half precision is computed
+# label cancels (p - y) against the focal term, which costs a few ulp more; the softmax index path takes
+# p_c = exp(log_softmax) whose rounding grows with |log p_c|, times gamma up to 5). Half precision is computed
 # in float32 and rounded once to the output dtype: one eps.
 RTOL = {
     torch.float64: (1e-13, 1e-13),
-    torch.float32: (2e-6, 5e-6),
+    torch.float32: (5e-6, 1e-5),
     torch.float16: (1e-3, 1e-3),
     torch.bfloat16: (8e-3, 8e-3),
 }
