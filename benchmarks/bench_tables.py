@@ -63,7 +63,7 @@ def _normalized(rows):
         "must_move_bytes_per_element": bench_torch.MUST_MOVE_BYTES,
     }
     return [
-        dict(sigmoid, shape=[row.get("elements")], **row) if row.get("loss", "sigmoid") == "sigmoid" else row
+        {**sigmoid, "shape": [row.get("elements")], **row} if row.get("loss", "sigmoid") == "sigmoid" else row
         for row in rows
     ]
 
