@@ -47,7 +47,8 @@ class Spec:
 
     ``family`` is one of sigmoid, binary, star (elementwise), softmax, categorical (per sample, class
     axis ``dim``); ``kind`` is "indices" or "probabilities" for the last two. ``summed``: the loss
-    comes back as its 0-d sum (accumulated in float64), so that backward scales D by a 0-d gradient. ``keep_grad``: keep D (else recompute it).
+    comes back as its 0-d sum (accumulated in float64), so that backward scales D by a 0-d gradient.
+    ``keep_grad``: keep D (else recompute it).
     """
 
     family: str

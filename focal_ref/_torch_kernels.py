@@ -250,8 +250,8 @@ def others_sum(values: torch.Tensor, dim: int, signed: bool = False) -> torch.Te
 def softmax_index_kernel(
     x: torch.Tensor,
     index: torch.Tensor,
-    alpha: Optional[Sequence[float]],
-    ignore_index: Optional[int],
+    alpha: Sequence[float] | None,
+    ignore_index: int | None,
     gamma: float,
     dim: int,
     need_grad: bool,
