@@ -40,6 +40,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 WHEELS = ROOT / "wheels" / "gpu"
+BENCH_RESERVE = 150.0  # seconds kept for the benchmark, the last step
 DRY_KERAS_TESTS = "backend_is_supported or sigmoid_losses_match"  # the dry run's Keras subset (-k)
 
 
@@ -66,10 +67,12 @@ class Run:
         self.steps.append(dict(step=name, status=status, seconds=round(seconds, 1), detail=detail))
         print(f"[gpu_check] {name}: {status} ({seconds:.1f} s){' - ' + detail if detail else ''}", flush=True)
 
-    def command(self, name: str, args: list[str], env: dict | None = None, timeout: float = 300) -> int:
+    def command(
+        self, name: str, args: list[str], env: dict | None = None, timeout: float = 300, reserve: float = 0.0
+    ) -> int:
         """Run a subprocess, its output in logs/<name>.log (its tail printed); record it; its exit code."""
         log = self.out / "logs" / f"{name.replace(' ', '_')}.log"
-        timeout = max(10.0, min(timeout, self.left()))
+        timeout = max(10.0, min(timeout, self.left() - reserve))
         start = time.perf_counter()
         with open(log, "w") as handle:
             try:
@@ -290,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch cuda tests",
         pytest_args(workers) + ["-k", "cuda", "-rs"] + cuda_test_files(),
         timeout=180,
+        reserve=BENCH_RESERVE,
     )
     if dry and code in (0, 5):
         run.steps[-1]["detail"] = "skipped on this CPU (no CUDA device): " + run.steps[-1]["detail"]
@@ -327,11 +331,11 @@ def main(argv: list[str] | None = None) -> int:
     agreement_args = [sys.executable, "tests/report_agreement.py", "--json", str(out / "agreement.json")]
     if dry:
         agreement_args += ["--devices", "cpu", "--keras-backends", ""]
-    run.command("agreement table", agreement_args, timeout=240)
+    run.command("agreement table", agreement_args, timeout=240, reserve=BENCH_RESERVE)
 
     for backend, proc, log, started in keras_jobs:
         try:
-            code = proc.wait(timeout=max(10.0, run.left() - 150))  # 150 s kept for the benchmark
+            code = proc.wait(timeout=max(10.0, run.left() - BENCH_RESERVE))
         except subprocess.TimeoutExpired:
             proc.kill()
             code = 124
