@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
+from typing import Union
 
 REDUCTIONS = ("none", "mean", "sum")
 
-AlphaLike = Union[None, float, Sequence[float]]
+AlphaLike = Union[None, float, Sequence[float]]  # noqa: UP007 (a runtime alias, py3.10)
 
 
 def _is_real_number(value) -> bool:
@@ -45,21 +46,23 @@ def check_beta(beta) -> float:
 
 def _check_unit_interval(value, name: str) -> float:
     if not _is_real_number(value):
-        raise TypeError(f"{name} must be a real number in [0, 1] or None, got {type(value).__name__}: {value!r}")
+        raise TypeError(
+            f"{name} must be a real number in [0, 1] or None, got {type(value).__name__}: {value!r}"
+        )
     value = float(value)
     if not 0.0 <= value <= 1.0:  # also rejects NaN
         raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
     return value
 
 
-def check_binary_alpha(alpha) -> Optional[float]:
+def check_binary_alpha(alpha) -> float | None:
     """``alpha`` for the binary losses: None (no weighting) or a number in [0, 1] for the positive class."""
     if alpha is None:
         return None
     return _check_unit_interval(alpha, "alpha")
 
 
-def check_class_alpha(alpha, num_classes: int) -> Optional[Tuple[float, ...]]:
+def check_class_alpha(alpha, num_classes: int) -> tuple[float, ...] | None:
     """``alpha`` for the softmax losses, returned as a tuple of ``num_classes`` weights (or None).
 
     Accepts None, one number in [0, 1] (the same weight for every class), or a sequence of
@@ -77,7 +80,9 @@ def check_class_alpha(alpha, num_classes: int) -> Optional[Tuple[float, ...]]:
             f"got {type(alpha).__name__}"
         )
     values = alpha.tolist() if hasattr(alpha, "tolist") else list(alpha)
-    if not isinstance(values, list):  # a 0-d array or tensor has __len__ and tolist, but tolist gives a number
+    if not isinstance(
+        values, list
+    ):  # a 0-d array or tensor has __len__ and tolist, but tolist gives a number
         raise TypeError(
             f"alpha must be None, a number in [0, 1] or a sequence of {num_classes} per-class weights, "
             f"got a 0-d {type(alpha).__name__}"
@@ -85,7 +90,9 @@ def check_class_alpha(alpha, num_classes: int) -> Optional[Tuple[float, ...]]:
     if any(isinstance(v, (list, tuple)) for v in values):
         raise ValueError("alpha must be a flat sequence of per-class weights, got a nested one")
     if len(values) != num_classes:
-        raise ValueError(f"alpha has {len(values)} per-class weights but the logits have {num_classes} classes")
+        raise ValueError(
+            f"alpha has {len(values)} per-class weights but the logits have {num_classes} classes"
+        )
     return tuple(_check_unit_interval(v, f"alpha[{i}]") for i, v in enumerate(values))
 
 
@@ -108,7 +115,7 @@ def check_axis(axis, ndim: int, name: str = "axis") -> int:
     return int(axis) % ndim
 
 
-def check_ignore_index(ignore_index) -> Optional[int]:
+def check_ignore_index(ignore_index) -> int | None:
     if ignore_index is None:
         return None
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
@@ -131,7 +138,7 @@ def softmax_target_kind(logits_shape, targets_shape, axis: int, logits_name: str
     logits_shape, targets_shape = tuple(logits_shape), tuple(targets_shape)
     if targets_shape == logits_shape:
         return "probabilities"
-    if targets_shape == logits_shape[:axis] + logits_shape[axis + 1:]:
+    if targets_shape == logits_shape[:axis] + logits_shape[axis + 1 :]:
         return "indices"
     raise ValueError(
         f"targets must have the shape of {logits_name} {logits_shape} (probabilities) or that shape "

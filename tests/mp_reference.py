@@ -1,9 +1,11 @@
-"""High-precision (mpmath) evaluations of every reference function and gradient: the ground truth's ground truth.
+"""High-precision (mpmath) evaluations of every reference function and gradient: the ground truth's
+ground truth.
 
 Everything here is written from the definitions, literally, and shares no code or rearrangement with
 ``focal_ref/_reference.py``:
 
-* losses: p = 1/(1+e^-x), p_t = p y + (1-p)(1-y), CE = -[y log p + (1-y) log(1-p)], FL = alpha_t (1-p_t)^gamma CE;
+* losses: p = 1/(1+e^-x), p_t = p y + (1-p)(1-y), CE = -[y log p + (1-y) log(1-p)], FL = alpha_t
+  (1-p_t)^gamma CE;
   softmax log p_c = x_c - log(sum_j e^{x_j}); FL* = -alpha_t log(sigma(gamma y' x + beta)) / gamma.
 * gradients: the plain chain rule of those literal formulas, including the (1-p_t)^(gamma-1) factor that the
   float64 reference must avoid (here 1-p_t > 0 exactly, so it is harmless). ``diff_*`` gives mpmath's own
@@ -84,7 +86,9 @@ def sigmoid_fl_grad(x: float, y: float, alpha, gamma: float, pos_weight: float =
 def diff_sigmoid_fl(x: float, y: float, alpha, gamma: float, n: int = 1, pos_weight: float = 1.0):
     """mpmath's numerical n-th derivative of :func:`sigmoid_fl` (an independent check of the chain rules)."""
     with mp.workdps(_dps_for(x)):
-        value = mpmath.diff(lambda t: _sigmoid_fl_mp(t, mpf(y), alpha, mpf(gamma), mpf(pos_weight)), mpf(x), n)
+        value = mpmath.diff(
+            lambda t: _sigmoid_fl_mp(t, mpf(y), alpha, mpf(gamma), mpf(pos_weight)), mpf(x), n
+        )
     return +value
 
 
@@ -96,7 +100,8 @@ def _sigmoid_fl_mp(X, Y, alpha, G, W=1):
 
 
 def sigmoid_fl_hess(x: float, y: float, alpha, gamma: float, pos_weight: float = 1.0):
-    """d^2 FL / dx^2 by the literal chain rule in p, with (1-p_t)^(gamma-2) as written; (value, sum of |terms|).
+    """d^2 FL / dx^2 by the literal chain rule in p, with (1-p_t)^(gamma-2) as written; (value, sum of
+    |terms|).
 
     FL = a A CE with A = (1-p_t)^g: FL'' = a [A'' CE + 2 A' CE' + A CE''], p' = p(1-p), p'' = p'(1-2p),
     p_t' = (2y-1) p', A' = -g (1-p_t)^(g-1) p_t', A'' = g(g-1)(1-p_t)^(g-2) p_t'^2 - g (1-p_t)^(g-1) p_t'',
@@ -166,8 +171,9 @@ def diff_fl_star(x: float, y: float, alpha, gamma: float, beta: float):
     """mpmath's numerical derivative of FL* (a check of :func:`fl_star_grad`)."""
     with mp.workdps(_dps_for(abs(gamma * x) + abs(beta))):
         Y, G, B = mpf(y), mpf(gamma), mpf(beta)
-        value = mpmath.diff(lambda t: -_alpha_t(alpha, Y) * mp.log(1 / (1 + mp.exp(-(G * (2 * Y - 1) * t + B)))) / G,
-                            mpf(x))
+        value = mpmath.diff(
+            lambda t: -_alpha_t(alpha, Y) * mp.log(1 / (1 + mp.exp(-(G * (2 * Y - 1) * t + B)))) / G, mpf(x)
+        )
     return +value
 
 
@@ -206,7 +212,8 @@ def fl_star_hess(x: float, y: float, alpha, gamma: float, beta: float):
 
 
 def _class_weights(target, alpha, num_classes):
-    """w_c = y_c alpha_c for an int index or a soft target row; alpha None, a number, or a per-class sequence."""
+    """w_c = y_c alpha_c for an int index or a soft target row; alpha None, a number, or a per-class
+    sequence."""
     if isinstance(target, (int,)) or getattr(target, "ndim", 1) == 0:
         y = [mpf(1) if c == int(target) else mpf(0) for c in range(num_classes)]
     else:
@@ -217,7 +224,7 @@ def _class_weights(target, alpha, num_classes):
         a = [mpf(alpha)] * num_classes
     else:
         a = [mpf(float(v)) for v in alpha]
-    return [yc * ac for yc, ac in zip(y, a)]
+    return [yc * ac for yc, ac in zip(y, a, strict=False)]
 
 
 def _log_softmax_mp(X):
@@ -232,7 +239,7 @@ def softmax_fl(row, target, alpha, gamma: float):
         X, G = [mpf(v) for v in row], mpf(gamma)
         w = _class_weights(target, alpha, len(X))
         log_p = _log_softmax_mp(X)
-        value = -mp.fsum(wc * (1 - mp.exp(lp)) ** G * lp for wc, lp in zip(w, log_p) if wc != 0)
+        value = -mp.fsum(wc * (1 - mp.exp(lp)) ** G * lp for wc, lp in zip(w, log_p, strict=False) if wc != 0)
     return +value
 
 
@@ -274,7 +281,9 @@ def diff_softmax_fl(row, target, alpha, gamma: float, j: int):
             X = [mpf(v) for v in row]
             X[j] = t
             log_p = _log_softmax_mp(X)
-            return -mp.fsum(wc * (1 - mp.exp(lp)) ** G * lp for wc, lp in zip(w, log_p) if wc != 0)
+            return -mp.fsum(
+                wc * (1 - mp.exp(lp)) ** G * lp for wc, lp in zip(w, log_p, strict=False) if wc != 0
+            )
 
         value = mpmath.diff(f, mpf(row[j]))
     return +value
@@ -304,7 +313,10 @@ def softmax_fl_hessian(row, target, alpha, gamma: float):
         for c in range(c_count):
             u, lp, pc = 1 - p[c], log_p[c], p[c]
             f1.append((G * u ** (G - 1) * lp if G != 0 else zero) - u**G / pc)
-            f2.append((-G * (G - 1) * u ** (G - 2) * lp + 2 * G * u ** (G - 1) / pc if G != 0 else zero) + u**G / pc**2)
+            f2.append(
+                (-G * (G - 1) * u ** (G - 2) * lp + 2 * G * u ** (G - 1) / pc if G != 0 else zero)
+                + u**G / pc**2
+            )
         hess = [[zero] * c_count for _ in range(c_count)]
         scale = zero
         for j in range(c_count):
@@ -315,7 +327,11 @@ def softmax_fl_hessian(row, target, alpha, gamma: float):
                         continue
                     dj = (1 if c == j else 0) - p[j]
                     dm = (1 if c == m_ else 0) - p[m_]
-                    d2 = p[c] * dm * (1 if c == j else 0) - p[c] * dm * p[j] - p[c] * p[j] * ((1 if j == m_ else 0) - p[m_])
+                    d2 = (
+                        p[c] * dm * (1 if c == j else 0)
+                        - p[c] * dm * p[j]
+                        - p[c] * p[j] * ((1 if j == m_ else 0) - p[m_])
+                    )
                     terms.append(w[c] * f2[c] * p[c] ** 2 * dj * dm)
                     terms.append(w[c] * f1[c] * d2)
                 hess[j][m_] = mp.fsum(terms)
@@ -335,19 +351,22 @@ def diff_softmax_fl_hessian_entry(row, target, alpha, gamma: float, j: int, m_: 
             X[j] += a
             X[m_] += b
             log_p = _log_softmax_mp(X)
-            return -mp.fsum(wc * (1 - mp.exp(lp)) ** G * lp for wc, lp in zip(w, log_p) if wc != 0)
+            return -mp.fsum(
+                wc * (1 - mp.exp(lp)) ** G * lp for wc, lp in zip(w, log_p, strict=False) if wc != 0
+            )
 
         value = mpmath.diff(f, (mpf(0), mpf(0)), (1, 1))
     return +value
 
 
 def categorical_fl(probs, target, alpha, gamma: float):
-    """-sum_c w_c (1-p_c)^gamma log p_c of one row of probabilities as given; a positive weight on p_c = 0 is +inf."""
+    """-sum_c w_c (1-p_c)^gamma log p_c of one row of probabilities as given; a positive weight on p_c =
+    0 is +inf."""
     with mp.workprec(EXACT_PREC):
         P, G = [mpf(float(v)) for v in probs], mpf(gamma)
         w = _class_weights(target, alpha, len(P))
         total = mpf(0)
-        for wc, pc in zip(w, P):
+        for wc, pc in zip(w, P, strict=False):
             if wc == 0:
                 continue
             total += wc * (1 - pc) ** G * (-mp.log(pc) if pc > 0 else mp.inf)

@@ -31,9 +31,18 @@ from tolerances import REFERENCE  # noqa: E402
 
 import focal_ref  # noqa: E402
 
-ACC_GAMMAS = GAMMAS + (0.1, 8.0)  # the shared gammas, plus the ends of the range the issue asks for: gamma in [0, 8]
+ACC_GAMMAS = GAMMAS + (
+    0.1,
+    8.0,
+)  # the shared gammas, plus the ends of the range the issue asks for: gamma in [0, 8]
 CLASS_ALPHAS = (None, 0.25, (0.1, 0.3, 0.5, 0.7, 1.0))
-STAR_PARAMS = ((0.5, 0.0), (1.0, 1.0), (2.0, 1.0), (4.0, 0.0), (5.0, -1.0))  # (gamma, beta); Table 3 uses (2, 1), (4, 0)
+STAR_PARAMS = (
+    (0.5, 0.0),
+    (1.0, 1.0),
+    (2.0, 1.0),
+    (4.0, 0.0),
+    (5.0, -1.0),
+)  # (gamma, beta); Table 3 uses (2, 1), (4, 0)
 
 
 def _groups(n: int, g: int, options):
@@ -51,7 +60,8 @@ def _sigmoid_battery():
 
 
 def _binary_battery():
-    """(p, y, alpha, gamma): probabilities of the battery's logits, plus exact 0, 1 and values next to them."""
+    """(p, y, alpha, gamma): probabilities of the battery's logits, plus exact 0, 1 and values next to
+    them."""
     logits, targets = sigmoid_cases()
     probs = np.concatenate([expit(logits), [0.0, 1.0, 5e-324, 1e-300, 0.5, 1.0 - 2.0**-53, 2.0**-60]])
     ys = np.concatenate([targets, [0.0, 1.0, 1.0, 1.0, 0.3, 0.0, 1e-12]])
@@ -90,8 +100,9 @@ def _softmax_battery():
 
 def _categorical_battery():
     """Probability rows: softmax of the logit rows, plus rows with exact 0 and 1 entries."""
-    extra = np.array([[1.0, 0.0, 0.0, 0.0, 0.0], [0.5, 0.5, 0.0, 0.0, 0.0],
-                      [1.0 - 2.0**-53, 2.0**-54, 2.0**-54, 0.0, 0.0]])
+    extra = np.array(
+        [[1.0, 0.0, 0.0, 0.0, 0.0], [0.5, 0.5, 0.0, 0.0, 0.0], [1.0 - 2.0**-53, 2.0**-54, 2.0**-54, 0.0, 0.0]]
+    )
     (logits, index), (soft_logits, soft_targets) = _softmax_targets()
     batteries = [
         (np.concatenate([np_softmax(logits, axis=-1), extra]), np.concatenate([index, [0, 1, 3]])),
@@ -122,24 +133,24 @@ class _Errors:
         return np.array(self.errors), np.array(self.absolute)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _sigmoid_errors():
     loss, grad = _Errors(), _Errors()
     for x, y, alpha, gamma in _sigmoid_battery():
         ref_loss = focal_ref.sigmoid_focal_loss(x, y, alpha=alpha, gamma=gamma)
         ref_grad = focal_ref.sigmoid_focal_loss_grad(x, y, alpha=alpha, gamma=gamma)
-        for xi, yi, li, gi in zip(x, y, ref_loss, ref_grad):
+        for xi, yi, li, gi in zip(x, y, ref_loss, ref_grad, strict=False):
             loss.add(li, mpr.sigmoid_fl(xi, yi, alpha, gamma))
             grad.add(gi, *mpr.sigmoid_fl_grad(xi, yi, alpha, gamma))
     return {"sigmoid_focal_loss": loss.result(), "sigmoid_focal_loss_grad": grad.result()}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _sigmoid_hess_errors():
     hess = _Errors()
     for x, y, alpha, gamma in _sigmoid_battery():
         ref_hess = focal_ref.sigmoid_focal_loss_hess(x, y, alpha=alpha, gamma=gamma)
-        for xi, yi, hi in zip(x, y, ref_hess):
+        for xi, yi, hi in zip(x, y, ref_hess, strict=False):
             hess.add(hi, *mpr.sigmoid_fl_hess(xi, yi, alpha, gamma))
     return {"sigmoid_focal_loss_hess": hess.result()}
 
@@ -155,9 +166,10 @@ def _weighted_battery():
         yield x, targets, alpha, gamma, weight, pos_weight
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _weighted_errors():
-    """sigmoid loss, gradient and second derivative with weight, pos_weight and ignore_index against the oracle
+    """sigmoid loss, gradient and second derivative with weight, pos_weight and ignore_index against the
+    oracle
     (w_i * FL_i(pos_weight), 0 where ignored); binary_focal_loss on sigma(x) of the moderate logits."""
     loss, grad, hess, binary = _Errors(), _Errors(), _Errors(), _Errors()
     for x, t, alpha, gamma, weight, pos_weight in _weighted_battery():
@@ -180,53 +192,63 @@ def _weighted_errors():
             hess.add(ref_hess[i], w * h, w * h_scale)
             # a zero weight leaves the element out, also where its loss is +inf (0 * inf = 0, as xlogy)
             binary.add(ref_binary[i], w * mpr.binary_fl(probs[i], t[i], alpha, gamma, pw) if w else 0.0)
-    return {"sigmoid_focal_loss[weights]": loss.result(), "sigmoid_focal_loss_grad[weights]": grad.result(),
-            "sigmoid_focal_loss_hess[weights]": hess.result(), "binary_focal_loss[weights]": binary.result()}
+    return {
+        "sigmoid_focal_loss[weights]": loss.result(),
+        "sigmoid_focal_loss_grad[weights]": grad.result(),
+        "sigmoid_focal_loss_hess[weights]": hess.result(),
+        "binary_focal_loss[weights]": binary.result(),
+    }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _binary_errors():
     loss = _Errors()
     for p, y, alpha, gamma in _binary_battery():
-        for pi, yi, li in zip(p, y, focal_ref.binary_focal_loss(p, y, alpha=alpha, gamma=gamma)):
+        for pi, yi, li in zip(
+            p, y, focal_ref.binary_focal_loss(p, y, alpha=alpha, gamma=gamma), strict=False
+        ):
             loss.add(li, mpr.binary_fl(pi, yi, alpha, gamma))
     return {"binary_focal_loss": loss.result()}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _star_errors():
     loss, grad = _Errors(), _Errors()
     for x, y, alpha, gamma, beta in _star_battery():
         ref_loss = focal_ref.sigmoid_focal_loss_star(x, y, alpha=alpha, gamma=gamma, beta=beta)
         ref_grad = focal_ref.sigmoid_focal_loss_star_grad(x, y, alpha=alpha, gamma=gamma, beta=beta)
-        for xi, yi, li, gi in zip(x, y, ref_loss, ref_grad):
+        for xi, yi, li, gi in zip(x, y, ref_loss, ref_grad, strict=False):
             loss.add(li, mpr.fl_star(xi, yi, alpha, gamma, beta))
             grad.add(gi, mpr.fl_star_grad(xi, yi, alpha, gamma, beta))
     return {"sigmoid_focal_loss_star": loss.result(), "sigmoid_focal_loss_star_grad": grad.result()}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _star_hess_errors():
     hess = _Errors()
     for x, y, alpha, gamma, beta in _star_battery():
         ref_hess = focal_ref.sigmoid_focal_loss_star_hess(x, y, alpha=alpha, gamma=gamma, beta=beta)
-        for xi, yi, hi in zip(x, y, ref_hess):
+        for xi, yi, hi in zip(x, y, ref_hess, strict=False):
             hess.add(hi, mpr.fl_star_hess(xi, yi, alpha, gamma, beta))
     return {"sigmoid_focal_loss_star_hess": hess.result()}
 
 
 def _hessian_battery():
-    """The softmax battery at the gammas that matter most for second derivatives (0, between 0 and 1, 1, 2, 8):
+    """The softmax battery at the gammas that matter most for second derivatives (0, between 0 and 1, 1,
+    2, 8):
     the mpmath Hessian costs C^3 high-precision terms per row, so every third random row is kept."""
     for logits, targets, alpha, gamma in _softmax_battery():
         if gamma not in (0.0, 0.1, 0.5, 1.0, 2.0, 8.0):
             continue
-        keep = [i for i in range(len(logits)) if i % 3 == 0 or np.ptp(logits[i]) in (0.0, 17.0, 40.0, 100.0, 745.0)
-                or i >= len(logits) - 20]
+        keep = [
+            i
+            for i in range(len(logits))
+            if i % 3 == 0 or np.ptp(logits[i]) in (0.0, 17.0, 40.0, 100.0, 745.0) or i >= len(logits) - 20
+        ]
         yield logits[keep], targets[keep], alpha, gamma
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _softmax_hessian_errors():
     """Per row: the worst entry of the Hessian relative to the largest |entry| of the true Hessian (as for the
     gradient), and the worst Hessian-vector product component relative to max|H| * sum|v|."""
@@ -237,11 +259,13 @@ def _softmax_hessian_errors():
         ref_hess = focal_ref.softmax_focal_loss_hessian(logits, targets, **kwargs)
         v = rng.normal(size=logits.shape)
         ref_hvp = focal_ref.softmax_focal_loss_hvp(logits, targets, v, **kwargs)
-        for row, target, h_row, hv_row, v_row in zip(logits, targets, ref_hess, ref_hvp, v):
+        for row, target, h_row, hv_row, v_row in zip(logits, targets, ref_hess, ref_hvp, v, strict=False):
             true, _ = mpr.softmax_fl_hessian(row, target, alpha, gamma)
             c = len(row)
             scale = max(abs(true[j][k]) for j in range(c) for k in range(c))
-            errors = [(mpr.relative_error(h_row[j, k], true[j][k], scale), j, k) for j in range(c) for k in range(c)]
+            errors = [
+                (mpr.relative_error(h_row[j, k], true[j][k], scale), j, k) for j in range(c) for k in range(c)
+            ]
             _, j, k = max(errors)
             hess.add(h_row[j, k], true[j][k], scale)
             true_hv = [mpr.mp.fsum(true[j][k] * mpr.mpf(float(v_row[k])) for k in range(c)) for j in range(c)]
@@ -251,14 +275,14 @@ def _softmax_hessian_errors():
     return {"softmax_focal_loss_hessian": hess.result(), "softmax_focal_loss_hvp": hvp.result()}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _softmax_errors():
     loss, grad = _Errors(), _Errors()
     for logits, targets, alpha, gamma in _softmax_battery():
         kwargs = dict(alpha=_alpha_arg(alpha), gamma=gamma)
         ref_loss = focal_ref.softmax_focal_loss(logits, targets, **kwargs)
         ref_grad = focal_ref.softmax_focal_loss_grad(logits, targets, **kwargs)
-        for row, target, li, grow in zip(logits, targets, ref_loss, ref_grad):
+        for row, target, li, grow in zip(logits, targets, ref_loss, ref_grad, strict=False):
             loss.add(li, mpr.softmax_fl(row, target, alpha, gamma))
             true = mpr.softmax_fl_grad(row, target, alpha, gamma)
             scale = max(abs(t) for t in true)  # the row's largest component
@@ -267,12 +291,12 @@ def _softmax_errors():
     return {"softmax_focal_loss": loss.result(), "softmax_focal_loss_grad": grad.result()}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _categorical_errors():
     loss = _Errors()
     for probs, targets, alpha, gamma in _categorical_battery():
         ref_loss = focal_ref.categorical_focal_loss(probs, targets, alpha=_alpha_arg(alpha), gamma=gamma)
-        for row, target, li in zip(probs, targets, ref_loss):
+        for row, target, li in zip(probs, targets, ref_loss, strict=False):
             loss.add(li, mpr.categorical_fl(row, target, alpha, gamma))
     return {"categorical_focal_loss": loss.result()}
 
@@ -321,14 +345,25 @@ TOLERANCES = {name: REFERENCE[_kind(name)] for name in _MEASURE}
 
 
 def main():
-    print("float64 reference vs mpmath (60 digits after cancellation); error = |ref - true| / max(scale, 2.2e-308)")
-    print("below 2.2e-308 the test is absolute; its worst error is also shown in units of 2**-1074 (subnormal ulp)")
-    print(f"{'function':<34} {'cases':>6} {'worst error':>12} {'tolerance':>10} {'abs. cases':>11} {'worst abs':>10}")
+    print(
+        "float64 reference vs mpmath (60 digits after cancellation); error = |ref - true| / max(scale, "
+        "2.2e-308)"
+    )
+    print(
+        "below 2.2e-308 the test is absolute; its worst error is also shown in units of 2**-1074 "
+        "(subnormal ulp)"
+    )
+    print(
+        f"{'function':<34} {'cases':>6} {'worst error':>12} {'tolerance':>10} "
+        f"{'abs. cases':>11} {'worst abs':>10}"
+    )
     for name, (errors, absolute) in accuracy_errors().items():
         # error * TINY / 2**-1074, as error * 2**52: TINY * error itself would underflow
         worst_abs = f"{errors[absolute].max() * 2.0**52:.2f}" if absolute.any() else "-"
-        print(f"{name:<34} {errors.size:>6} {errors.max():>12.2e} {TOLERANCES[name]:>10.0e} "
-              f"{int(absolute.sum()):>11} {worst_abs:>10}")
+        print(
+            f"{name:<34} {errors.size:>6} {errors.max():>12.2e} {TOLERANCES[name]:>10.0e} "
+            f"{int(absolute.sum()):>11} {worst_abs:>10}"
+        )
 
 
 if __name__ == "__main__":

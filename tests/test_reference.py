@@ -10,18 +10,18 @@
 
 import math
 
+import mp_reference as mpr
 import numpy as np
 import pytest
+import report_accuracy
+import tolerances
+from cases import GAMMAS
 from hypothesis import given
 from hypothesis import strategies as st
 from mpmath import mpf
 from scipy.special import expit, log_softmax
 
 import focal_ref
-import mp_reference as mpr
-import report_accuracy
-import tolerances
-from cases import GAMMAS
 
 TINY = mpr.TINY
 EPS = np.finfo(np.float64).eps
@@ -58,15 +58,23 @@ def test_reference_matches_mpmath(name):
     errors, _ = report_accuracy.function_errors(name)
     assert errors.size >= 300
     worst = int(np.argmax(errors))
-    assert errors[worst] <= report_accuracy.TOLERANCES[name], f"{name}: case {worst} has error {errors[worst]:.3g}"
+    assert errors[worst] <= report_accuracy.TOLERANCES[name], (
+        f"{name}: case {worst} has error {errors[worst]:.3g}"
+    )
 
 
 def test_second_derivatives_are_in_the_accuracy_table():
     """API decision 3: every second derivative of the reference is measured against mpmath, and issue 13's
     weight / pos_weight / ignore_index too."""
     names = set(report_accuracy.TOLERANCES)
-    assert {"sigmoid_focal_loss_hess", "sigmoid_focal_loss_star_hess", "softmax_focal_loss_hessian",
-            "softmax_focal_loss_hvp", "sigmoid_focal_loss_hess[weights]", "binary_focal_loss[weights]"} <= names
+    assert {
+        "sigmoid_focal_loss_hess",
+        "sigmoid_focal_loss_star_hess",
+        "softmax_focal_loss_hessian",
+        "softmax_focal_loss_hvp",
+        "sigmoid_focal_loss_hess[weights]",
+        "binary_focal_loss[weights]",
+    } <= names
     assert report_accuracy.TOLERANCES["softmax_focal_loss_hessian"] == tolerances.REFERENCE["hess"]
 
 
@@ -130,13 +138,20 @@ def test_mpmath_oracle_second_derivatives_match_numerical_derivative(x, y, gamma
     if y in (0.0, 1.0) and gamma > 0:
         with mpr.mp.workdps(mpr._dps_for(abs(gamma * x) + 1.0)):
             numeric = mpr.mpmath.diff(lambda t: mpr.fl_star_grad_mp(t, y, 0.25, gamma, 1.0), mpf(x))
-        assert abs(mpr.fl_star_hess(x, y, 0.25, gamma, 1.0) - numeric) <= mpf(10) ** -35 * abs(numeric) + mpf(10) ** -300
+        assert (
+            abs(mpr.fl_star_hess(x, y, 0.25, gamma, 1.0) - numeric)
+            <= mpf(10) ** -35 * abs(numeric) + mpf(10) ** -300
+        )
 
 
 @pytest.mark.parametrize(
     "row, target",
-    [([40.0, 0, 0, 0], 0), ([-40.0, 0, 0, 0], 0), ([1.0, 2.0, -3.0, 0.5], 2),
-     ([17.0, 0, 0, 0], np.array([0.7, 0.2, 0.1, 0.0]))],
+    [
+        ([40.0, 0, 0, 0], 0),
+        ([-40.0, 0, 0, 0], 0),
+        ([1.0, 2.0, -3.0, 0.5], 2),
+        ([17.0, 0, 0, 0], np.array([0.7, 0.2, 0.1, 0.0])),
+    ],
 )
 @pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
 def test_mpmath_oracle_softmax_hessian_matches_numerical_derivative(row, target, gamma):
@@ -150,8 +165,12 @@ def test_mpmath_oracle_softmax_hessian_matches_numerical_derivative(row, target,
 
 @pytest.mark.parametrize(
     "row, target",
-    [([745.0, 0, 0, 0, 0], 0), ([-745.0, 0, 0, 0, 0], 0), ([1.0, 2.0, -3.0, 0.5, 0.0], 2),
-     ([17.0, 0, 0, 0, 0], np.array([0.7, 0.2, 0.1, 0.0, 0.0]))],
+    [
+        ([745.0, 0, 0, 0, 0], 0),
+        ([-745.0, 0, 0, 0, 0], 0),
+        ([1.0, 2.0, -3.0, 0.5, 0.0], 2),
+        ([17.0, 0, 0, 0, 0], np.array([0.7, 0.2, 0.1, 0.0, 0.0])),
+    ],
 )
 @pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
 def test_mpmath_oracle_softmax_gradient_matches_numerical_derivative(row, target, gamma):
@@ -166,11 +185,32 @@ def test_mpmath_oracle_softmax_gradient_matches_numerical_derivative(row, target
 # gradients: the paper's Appendix B, and finite everywhere
 
 APPENDIX_GAMMAS = (0.0, 0.1, 0.5, 0.9, 1.0, 2.0)
-WIDE_LOGITS = np.concatenate([
-    [-1e308, -1000.0, -745.0, -710.0, -100.0, -40.0, -17.0, -1.0, -1e-300, 0.0,
-     1e-300, 1.0, 17.0, 40.0, 100.0, 710.0, 745.0, 1000.0, 1e308],
-    np.random.default_rng(1).normal(0.0, 10.0, 50),
-])
+WIDE_LOGITS = np.concatenate(
+    [
+        [
+            -1e308,
+            -1000.0,
+            -745.0,
+            -710.0,
+            -100.0,
+            -40.0,
+            -17.0,
+            -1.0,
+            -1e-300,
+            0.0,
+            1e-300,
+            1.0,
+            17.0,
+            40.0,
+            100.0,
+            710.0,
+            745.0,
+            1000.0,
+            1e308,
+        ],
+        np.random.default_rng(1).normal(0.0, 10.0, 50),
+    ]
+)
 
 
 def sigmoid(z):
@@ -181,7 +221,8 @@ def sigmoid(z):
 
 
 def _appendix_b_parts(x, y):
-    """y' = 2y-1, x_t = y' x, p_t, 1-p_t and log p_t of hard labels, computed independently of the reference."""
+    """y' = 2y-1, x_t = y' x, p_t, 1-p_t and log p_t of hard labels, computed independently of the
+    reference."""
     sign = 2.0 * y - 1.0
     x_t = sign * x
     return sign, x_t, sigmoid(x_t), sigmoid(-x_t), -np.logaddexp(0.0, -x_t)
@@ -213,11 +254,16 @@ def test_ce_gradient_is_appendix_b(label):
     x = WIDE_LOGITS
     y = np.full_like(x, label)
     sign, x_t, _, one_minus_p_t, _ = _appendix_b_parts(x, y)
-    assert_close(focal_ref.sigmoid_focal_loss_grad(x, y, alpha=None, gamma=0.0), -sign * one_minus_p_t,
-                 _appendix_b_rtol(x_t))
+    assert_close(
+        focal_ref.sigmoid_focal_loss_grad(x, y, alpha=None, gamma=0.0),
+        -sign * one_minus_p_t,
+        _appendix_b_rtol(x_t),
+    )
 
 
-@pytest.mark.parametrize("gamma, beta", [(0.1, 0.0), (0.5, 1.0), (0.9, -1.0), (1.0, 0.0), (2.0, 1.0), (4.0, 0.0)])
+@pytest.mark.parametrize(
+    "gamma, beta", [(0.1, 0.0), (0.5, 1.0), (0.9, -1.0), (1.0, 0.0), (2.0, 1.0), (4.0, 0.0)]
+)
 @pytest.mark.parametrize("label", [0.0, 1.0])
 def test_fl_star_gradient_is_appendix_b(gamma, beta, label):
     """dFL*/dx = y'(p_t* - 1) with p_t* = sigma(gamma y' x + beta), alpha = None (Appendix B)."""
@@ -241,7 +287,8 @@ finite_floats = st.floats(allow_nan=False, allow_infinity=False)
     alpha=st.sampled_from([None, 0.0, 0.25, 1.0]),
 )
 def test_sigmoid_gradient_finite_for_every_finite_logit(x, data, gamma, alpha):
-    """No NaN or inf in the sigmoid gradient for any finite logit, any target in [0, 1], any gamma (< 1 included)."""
+    """No NaN or inf in the sigmoid gradient for any finite logit, any target in [0, 1], any gamma (< 1
+    included)."""
     y = data.draw(st.lists(st.floats(0.0, 1.0), min_size=len(x), max_size=len(x)))
     grad = focal_ref.sigmoid_focal_loss_grad(x, y, alpha=alpha, gamma=gamma)
     assert np.all(np.isfinite(grad))
@@ -260,16 +307,21 @@ def test_softmax_gradient_finite_for_every_finite_logit(rows, data, gamma):
     n, c = logits.shape
     index = np.array(data.draw(st.lists(st.integers(0, c - 1), min_size=n, max_size=n)))
     assert np.all(np.isfinite(focal_ref.softmax_focal_loss_grad(logits, index, gamma=gamma)))
-    soft = np.array(data.draw(st.lists(st.lists(st.floats(0.0, 1.0), min_size=c, max_size=c), min_size=n, max_size=n)))
+    soft = np.array(
+        data.draw(st.lists(st.lists(st.floats(0.0, 1.0), min_size=c, max_size=c), min_size=n, max_size=n))
+    )
     assert np.all(np.isfinite(focal_ref.softmax_focal_loss_grad(logits, soft, gamma=gamma, alpha=0.5)))
 
 
 def test_softmax_gradient_beyond_the_float_range():
-    """A row whose logits differ by more than 1.8e308: p of the low class is 0, and the gradient is p - y (CE)."""
+    """A row whose logits differ by more than 1.8e308: p of the low class is 0, and the gradient is p - y
+    (CE)."""
     for gamma in (0.0, 0.5, 2.0):
         grad = focal_ref.softmax_focal_loss_grad([1e308, -1e308, 0.0], 1, gamma=gamma)
         np.testing.assert_array_equal(grad, [1.0, -1.0, 0.0])
-        np.testing.assert_array_equal(focal_ref.softmax_focal_loss_grad([1e308, -1e308, 0.0], 0, gamma=gamma), 0.0)
+        np.testing.assert_array_equal(
+            focal_ref.softmax_focal_loss_grad([1e308, -1e308, 0.0], 0, gamma=gamma), 0.0
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -339,7 +391,8 @@ def test_gamma_zero_is_weighted_cross_entropy(inputs):
 
 @given(sigmoid_inputs(), binary_alpha, gammas)
 def test_sigmoid_focal_loss_at_most_alpha_weighted_ce(inputs, alpha, gamma):
-    """FL = alpha_t (1-p_t)^gamma CE <= alpha_t CE, since (1-p_t)^gamma <= 1; exactly, as rounding is monotone."""
+    """FL = alpha_t (1-p_t)^gamma CE <= alpha_t CE, since (1-p_t)^gamma <= 1; exactly, as rounding is
+    monotone."""
     x, y = inputs
     ce = focal_ref.sigmoid_focal_loss(x, y, alpha=alpha, gamma=0.0)
     assert np.all(focal_ref.sigmoid_focal_loss(x, y, alpha=alpha, gamma=gamma) <= ce)
@@ -363,18 +416,26 @@ def test_label_symmetry(inputs, alpha, gamma):
     loss = focal_ref.sigmoid_focal_loss(x, y, alpha=alpha, gamma=gamma)
     np.testing.assert_array_equal(focal_ref.sigmoid_focal_loss(-x, 1.0 - y, alpha=mirror, gamma=gamma), loss)
     grad = focal_ref.sigmoid_focal_loss_grad(x, y, alpha=alpha, gamma=gamma)
-    np.testing.assert_array_equal(focal_ref.sigmoid_focal_loss_grad(-x, 1.0 - y, alpha=mirror, gamma=gamma), -grad)
+    np.testing.assert_array_equal(
+        focal_ref.sigmoid_focal_loss_grad(-x, 1.0 - y, alpha=mirror, gamma=gamma), -grad
+    )
 
 
-@given(st.lists(st.tuples(dyadic, st.one_of(st.sampled_from([0.0, 1.0]), dyadic)), min_size=1, max_size=8),
-       binary_alpha, gammas)
+@given(
+    st.lists(st.tuples(dyadic, st.one_of(st.sampled_from([0.0, 1.0]), dyadic)), min_size=1, max_size=8),
+    binary_alpha,
+    gammas,
+)
 def test_label_symmetry_of_probabilities(pairs, alpha, gamma):
     """(p, y, alpha) -> (1-p, 1-y, 1-alpha) for binary_focal_loss, with dyadic p so that 1 - p is exact.
     log1p(-(1 - p)) and log(p) are the same number rounded by two routes: equal to a few eps."""
     p, y = np.array(pairs).T
     mirror = None if alpha is None else 1.0 - alpha
-    assert_close(focal_ref.binary_focal_loss(1.0 - p, 1.0 - y, alpha=mirror, gamma=gamma),
-                 focal_ref.binary_focal_loss(p, y, alpha=alpha, gamma=gamma), 4 * EPS)
+    assert_close(
+        focal_ref.binary_focal_loss(1.0 - p, 1.0 - y, alpha=mirror, gamma=gamma),
+        focal_ref.binary_focal_loss(p, y, alpha=alpha, gamma=gamma),
+        4 * EPS,
+    )
 
 
 @given(softmax_inputs(), gammas, st.floats(-30.0, 30.0))
@@ -404,12 +465,19 @@ def test_hard_label_focal_loss_decreases_in_p_t(x, alpha, gamma):
     x = np.sort(np.array(x))
     for label, direction in ((1.0, 1.0), (0.0, -1.0)):
         assert_non_increasing(
-            focal_ref.sigmoid_focal_loss(x, np.full_like(x, label), alpha=alpha, gamma=gamma)[:: int(direction)])
+            focal_ref.sigmoid_focal_loss(x, np.full_like(x, label), alpha=alpha, gamma=gamma)[
+                :: int(direction)
+            ]
+        )
     p_t = sigmoid(x)  # may be 0 (x < -745): the loss is then +inf
     assert_non_increasing(focal_ref.binary_focal_loss(p_t, np.ones_like(p_t), alpha=alpha, gamma=gamma))
 
 
-@given(st.lists(moderate_logit, min_size=2, max_size=5), st.lists(moderate_logit, min_size=2, max_size=20), gammas)
+@given(
+    st.lists(moderate_logit, min_size=2, max_size=5),
+    st.lists(moderate_logit, min_size=2, max_size=20),
+    gammas,
+)
 def test_softmax_focal_loss_decreases_in_target_logit(others, target_logits, gamma):
     """Raising the target class's logit (the others fixed) raises p_t, and the loss must not rise."""
     target_logits = np.sort(np.array(target_logits))
@@ -420,8 +488,11 @@ def test_softmax_focal_loss_decreases_in_target_logit(others, target_logits, gam
     assert_non_increasing(focal_ref.categorical_focal_loss(probs, np.zeros(len(p_t), dtype=int), gamma=gamma))
 
 
-@given(st.lists(st.tuples(st.floats(-100.0, 100.0), st.floats(-100.0, 100.0)), min_size=1, max_size=8), gammas,
-       st.data())
+@given(
+    st.lists(st.tuples(st.floats(-100.0, 100.0), st.floats(-100.0, 100.0)), min_size=1, max_size=8),
+    gammas,
+    st.data(),
+)
 def test_two_class_softmax_is_sigmoid_of_logit_difference(pairs, gamma, data):
     """C = 2, hard labels: softmax([a, b]) puts p = sigma(b - a) on class 1, so FL equals the sigmoid FL of
     b - a with class 1 as the positive; alpha = None, and [1 - alpha, alpha] maps to alpha."""
@@ -432,7 +503,8 @@ def test_two_class_softmax_is_sigmoid_of_logit_difference(pairs, gamma, data):
     for alpha, class_alpha in ((None, None), (0.25, [0.75, 0.25])):
         assert_close(
             focal_ref.softmax_focal_loss(logits, index, alpha=class_alpha, gamma=gamma),
-            focal_ref.sigmoid_focal_loss(d, y, alpha=alpha, gamma=gamma), 1e-13,
+            focal_ref.sigmoid_focal_loss(d, y, alpha=alpha, gamma=gamma),
+            1e-13,
         )
     grad = focal_ref.softmax_focal_loss_grad(logits, index, alpha=None, gamma=gamma)
     sigmoid_grad = focal_ref.sigmoid_focal_loss_grad(d, y, alpha=None, gamma=gamma)
@@ -451,19 +523,24 @@ def test_sigmoid_at_zero_logit(gamma, alpha):
     """x = 0: p = 1/2 = 1 - p_t for every y (soft too), so FL = alpha_t 2^-gamma log 2."""
     y = np.array([0.0, 0.3, 0.5, 1.0])
     alpha_t = 1.0 if alpha is None else alpha * y + (1.0 - alpha) * (1.0 - y)
-    assert_close(focal_ref.sigmoid_focal_loss(np.zeros(4), y, alpha=alpha, gamma=gamma),
-                 alpha_t * 2.0**-gamma * math.log(2.0) * np.ones(4), 2 * EPS)
+    assert_close(
+        focal_ref.sigmoid_focal_loss(np.zeros(4), y, alpha=alpha, gamma=gamma),
+        alpha_t * 2.0**-gamma * math.log(2.0) * np.ones(4),
+        2 * EPS,
+    )
 
 
 def test_paper_100x_claim():
-    """gamma = 2, p_t = 0.9: FL is CE / 100 (Lin et al. 2017, §3.2); and p_t = 1 - 1/sqrt(1000) gives 1000x."""
+    """gamma = 2, p_t = 0.9: FL is CE / 100 (Lin et al. 2017, §3.2); and p_t = 1 - 1/sqrt(1000) gives
+    1000x."""
     fl = focal_ref.binary_focal_loss(0.9, 1.0, alpha=None, gamma=2.0)
     ce = focal_ref.binary_focal_loss(0.9, 1.0, alpha=None, gamma=0.0)
     assert_close(ce, -math.log(0.9), EPS)
     assert_close(ce / fl, 100.0, 1e-14)
     p_t = 1.0 - 1.0 / math.sqrt(1000.0)
     ratio = focal_ref.binary_focal_loss(p_t, 1.0, alpha=None, gamma=0.0) / focal_ref.binary_focal_loss(
-        p_t, 1.0, alpha=None, gamma=2.0)
+        p_t, 1.0, alpha=None, gamma=2.0
+    )
     assert_close(ratio, 1000.0, 1e-13)
 
 
@@ -474,8 +551,11 @@ def test_softmax_uniform_row(num_classes, gamma):
     logits = np.full((num_classes, num_classes), 2.5)
     expected = (1.0 - 1.0 / num_classes) ** gamma * math.log(num_classes)
     # the expected value is itself rounded: (1 - 1/C)^gamma carries about gamma + 1 ulp
-    assert_close(focal_ref.softmax_focal_loss(logits, np.arange(num_classes), gamma=gamma), np.full(num_classes, expected),
-                 (gamma + 4) * EPS)
+    assert_close(
+        focal_ref.softmax_focal_loss(logits, np.arange(num_classes), gamma=gamma),
+        np.full(num_classes, expected),
+        (gamma + 4) * EPS,
+    )
 
 
 def test_alpha_edges_weight_one_side():
@@ -528,11 +608,23 @@ def test_python_lists_and_0d_inputs():
 @pytest.mark.parametrize(
     "fn, args",
     [
-        (focal_ref.sigmoid_focal_loss, ([[0.5, -2.0, 3.0], [1.0, 0.0, -1.0]], [[1.0, 0.0, 0.3], [0.0, 1.0, 1.0]])),
-        (focal_ref.binary_focal_loss, ([[0.5, 0.1, 0.9], [0.7, 0.2, 0.99]], [[1.0, 0.0, 0.3], [0.0, 1.0, 1.0]])),
-        (focal_ref.sigmoid_focal_loss_star, ([[0.5, -2.0, 3.0], [1.0, 0.0, -1.0]], [[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]])),
+        (
+            focal_ref.sigmoid_focal_loss,
+            ([[0.5, -2.0, 3.0], [1.0, 0.0, -1.0]], [[1.0, 0.0, 0.3], [0.0, 1.0, 1.0]]),
+        ),
+        (
+            focal_ref.binary_focal_loss,
+            ([[0.5, 0.1, 0.9], [0.7, 0.2, 0.99]], [[1.0, 0.0, 0.3], [0.0, 1.0, 1.0]]),
+        ),
+        (
+            focal_ref.sigmoid_focal_loss_star,
+            ([[0.5, -2.0, 3.0], [1.0, 0.0, -1.0]], [[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]]),
+        ),
         (focal_ref.softmax_focal_loss, ([[0.5, -2.0, 3.0], [1.0, 0.0, -1.0], [2.0, 2.0, 0.0]], [2, 0, 1])),
-        (focal_ref.categorical_focal_loss, ([[0.2, 0.3, 0.5], [0.9, 0.05, 0.05]], [[0.0, 0.5, 0.5], [1.0, 0.0, 0.0]])),
+        (
+            focal_ref.categorical_focal_loss,
+            ([[0.2, 0.3, 0.5], [0.9, 0.05, 0.05]], [[0.0, 0.5, 0.5], [1.0, 0.0, 0.0]]),
+        ),
     ],
 )
 def test_reductions(fn, args):
@@ -549,13 +641,18 @@ def test_ignore_index():
     none = focal_ref.softmax_focal_loss(logits, targets, ignore_index=-100)
     np.testing.assert_array_equal(none, [kept[0], 0.0, kept[1], 0.0])
     assert focal_ref.softmax_focal_loss(logits, targets, ignore_index=-100, reduction="sum") == kept.sum()
-    assert focal_ref.softmax_focal_loss(logits, targets, ignore_index=-100, reduction="mean") == kept.sum() / 2
+    assert (
+        focal_ref.softmax_focal_loss(logits, targets, ignore_index=-100, reduction="mean") == kept.sum() / 2
+    )
     grad = focal_ref.softmax_focal_loss_grad(logits, targets, ignore_index=-100)
     np.testing.assert_array_equal(grad[[1, 3]], 0.0)
-    np.testing.assert_array_equal(grad[[0, 2]], focal_ref.softmax_focal_loss_grad(logits[[0, 2]], targets[[0, 2]]))
+    np.testing.assert_array_equal(
+        grad[[0, 2]], focal_ref.softmax_focal_loss_grad(logits[[0, 2]], targets[[0, 2]])
+    )
     probs = np.exp(log_softmax(logits, axis=-1))
-    assert focal_ref.categorical_focal_loss(probs, targets, ignore_index=-100, reduction="mean") == pytest.approx(
-        kept.sum() / 2, rel=1e-13)
+    assert focal_ref.categorical_focal_loss(
+        probs, targets, ignore_index=-100, reduction="mean"
+    ) == pytest.approx(kept.sum() / 2, rel=1e-13)
     # an index in range can be the ignored one too
     assert focal_ref.softmax_focal_loss(logits, [0, 1, 2, 1], ignore_index=1, reduction="sum") == kept.sum()
 
@@ -563,12 +660,15 @@ def test_ignore_index():
 def test_all_ignored_mean_is_zero():
     out = focal_ref.softmax_focal_loss(np.ones((3, 4)), [-1, -1, -1], ignore_index=-1, reduction="mean")
     assert out == 0.0 and np.ndim(out) == 0
-    assert focal_ref.softmax_focal_loss(np.ones((3, 4)), [-1, -1, -1], ignore_index=-1, reduction="sum") == 0.0
+    assert (
+        focal_ref.softmax_focal_loss(np.ones((3, 4)), [-1, -1, -1], ignore_index=-1, reduction="sum") == 0.0
+    )
     assert focal_ref.sigmoid_focal_loss(np.zeros(0), np.zeros(0), reduction="mean") == 0.0
 
 
 def test_class_axis():
-    """axis=1 on (N, C, H) is the same as moving the class axis last; the gradient keeps the logits' layout."""
+    """axis=1 on (N, C, H) is the same as moving the class axis last; the gradient keeps the logits'
+    layout."""
     rng = np.random.default_rng(3)
     logits = rng.normal(0.0, 3.0, (2, 4, 3))
     index = rng.integers(0, 4, (2, 3))
@@ -576,11 +676,15 @@ def test_class_axis():
     last = np.moveaxis(logits, 1, -1)
     alpha = [0.1, 0.2, 0.3, 0.4]
     for t, t_last in ((index, index), (soft, np.moveaxis(soft, 1, -1))):
-        np.testing.assert_array_equal(focal_ref.softmax_focal_loss(logits, t, alpha=alpha, axis=1),
-                                      focal_ref.softmax_focal_loss(last, t_last, alpha=alpha))
+        np.testing.assert_array_equal(
+            focal_ref.softmax_focal_loss(logits, t, alpha=alpha, axis=1),
+            focal_ref.softmax_focal_loss(last, t_last, alpha=alpha),
+        )
         grad = focal_ref.softmax_focal_loss_grad(logits, t, alpha=alpha, axis=1)
         assert grad.shape == logits.shape
-        np.testing.assert_array_equal(np.moveaxis(grad, 1, -1), focal_ref.softmax_focal_loss_grad(last, t_last, alpha=alpha))
+        np.testing.assert_array_equal(
+            np.moveaxis(grad, 1, -1), focal_ref.softmax_focal_loss_grad(last, t_last, alpha=alpha)
+        )
 
 
 def test_per_class_alpha():
@@ -588,11 +692,14 @@ def test_per_class_alpha():
     logits = np.array([[1.0, 2.0, 0.0], [0.0, 0.0, 3.0]])
     index = np.array([1, 0])
     base = focal_ref.softmax_focal_loss(logits, index, alpha=None)
-    np.testing.assert_array_equal(focal_ref.softmax_focal_loss(logits, index, alpha=[0.2, 0.5, 0.9]),
-                                  base * np.array([0.5, 0.2]))
+    np.testing.assert_array_equal(
+        focal_ref.softmax_focal_loss(logits, index, alpha=[0.2, 0.5, 0.9]), base * np.array([0.5, 0.2])
+    )
     np.testing.assert_array_equal(focal_ref.softmax_focal_loss(logits, index, alpha=0.25), base * 0.25)
-    np.testing.assert_array_equal(focal_ref.softmax_focal_loss(logits, index, alpha=np.array([0.2, 0.5, 0.9])),
-                                  base * np.array([0.5, 0.2]))
+    np.testing.assert_array_equal(
+        focal_ref.softmax_focal_loss(logits, index, alpha=np.array([0.2, 0.5, 0.9])),
+        base * np.array([0.5, 0.2]),
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -602,46 +709,206 @@ X3, Y3 = [0.5, -1.0, 2.0], [1.0, 0.0, 1.0]
 ROWS = [[0.5, -1.0, 2.0], [1.0, 0.0, 0.0]]
 
 BAD_INPUT = {
-    "shape mismatch": (lambda: focal_ref.sigmoid_focal_loss(X3, [1.0, 0.0]), ValueError, "targets must have the shape of logits"),
-    "softmax target shape": (lambda: focal_ref.softmax_focal_loss(ROWS, [0, 1, 2]), ValueError, r"targets must have the shape of logits"),
-    "target above 1": (lambda: focal_ref.sigmoid_focal_loss(X3, [1.0, 0.0, 1.5]), ValueError, r"targets must lie in \[0, 1\]"),
-    "target below 0": (lambda: focal_ref.binary_focal_loss([0.5], [-0.1]), ValueError, r"targets must lie in \[0, 1\]"),
-    "target NaN": (lambda: focal_ref.sigmoid_focal_loss(X3, [1.0, np.nan, 0.0]), ValueError, r"targets .*NaN"),
-    "target not a number": (lambda: focal_ref.sigmoid_focal_loss(X3, ["a", "b", "c"]), TypeError, "targets must be"),
-    "index too large": (lambda: focal_ref.softmax_focal_loss(ROWS, [0, 3]), ValueError, r"targets must be class indices in \[0, 3\)"),
-    "negative index": (lambda: focal_ref.softmax_focal_loss(ROWS, [0, -1], ignore_index=-100), ValueError, r"targets must be class indices .*got -1"),
-    "float index": (lambda: focal_ref.softmax_focal_loss(ROWS, [0.0, 1.0]), TypeError, "targets .* must be integers"),
-    "negative soft target": (lambda: focal_ref.softmax_focal_loss(ROWS, [[1.2, -0.2, 0.0], [1.0, 0.0, 0.0]]), ValueError, r"targets must lie in \[0, 1\]"),
-    "gamma negative": (lambda: focal_ref.sigmoid_focal_loss(X3, Y3, gamma=-0.5), ValueError, "gamma must be >= 0"),
-    "gamma NaN": (lambda: focal_ref.softmax_focal_loss(ROWS, [0, 1], gamma=float("nan")), ValueError, "gamma must be finite"),
-    "gamma not a number": (lambda: focal_ref.sigmoid_focal_loss(X3, Y3, gamma="2"), TypeError, "gamma must be a real number"),
-    "alpha above 1": (lambda: focal_ref.sigmoid_focal_loss(X3, Y3, alpha=1.5), ValueError, r"alpha must lie in \[0, 1\]"),
-    "alpha negative": (lambda: focal_ref.softmax_focal_loss(ROWS, [0, 1], alpha=-0.1), ValueError, r"alpha must lie in \[0, 1\]"),
-    "alpha NaN": (lambda: focal_ref.binary_focal_loss([0.5], [1.0], alpha=float("nan")), ValueError, r"alpha must lie in \[0, 1\]"),
-    "alpha not a number": (lambda: focal_ref.sigmoid_focal_loss(X3, Y3, alpha="0.25"), TypeError, "alpha must be a real number"),
-    "binary alpha vector": (lambda: focal_ref.sigmoid_focal_loss(X3, Y3, alpha=[0.25, 0.75]), TypeError, "alpha must be a real number"),
-    "class alpha not a number": (lambda: focal_ref.softmax_focal_loss(ROWS, [0, 1], alpha="abc"), TypeError, "alpha must be None, a number"),
-    "class alpha wrong length": (lambda: focal_ref.softmax_focal_loss(ROWS, [0, 1], alpha=[0.2, 0.8]), ValueError, "alpha has 2 per-class weights but the logits have 3"),
-    "class alpha entry out of range": (lambda: focal_ref.softmax_focal_loss(ROWS, [0, 1], alpha=[0.2, 0.8, 2.0]), ValueError, r"alpha\[2\] must lie in \[0, 1\]"),
-    "class alpha 0-d array": (lambda: focal_ref.softmax_focal_loss(ROWS, [0, 1], alpha=np.array(0.5)), TypeError, "alpha"),
-    "unknown reduction": (lambda: focal_ref.sigmoid_focal_loss(X3, Y3, reduction="avg"), ValueError, "reduction must be one of"),
-    "reduction not a string": (lambda: focal_ref.softmax_focal_loss(ROWS, [0, 1], reduction=None), TypeError, "reduction must be one of"),
-    "axis out of range": (lambda: focal_ref.softmax_focal_loss(ROWS, [0, 1], axis=2), ValueError, "axis=2 is out of range"),
-    "axis not an int": (lambda: focal_ref.softmax_focal_loss(ROWS, [0, 1], axis=1.0), TypeError, "axis must be an int"),
-    "softmax of 0-d logits": (lambda: focal_ref.softmax_focal_loss(1.0, 0), ValueError, "logits must have a class axis"),
-    "logits inf": (lambda: focal_ref.sigmoid_focal_loss([0.0, np.inf], [1.0, 0.0]), ValueError, "logits must be finite"),
-    "logits NaN": (lambda: focal_ref.softmax_focal_loss([[0.0, np.nan]], [0]), ValueError, "logits must be finite"),
-    "logits NaN (gradient)": (lambda: focal_ref.sigmoid_focal_loss_grad([np.nan], [1.0]), ValueError, "logits must be finite"),
-    "logits complex": (lambda: focal_ref.sigmoid_focal_loss([1j], [1.0]), TypeError, "logits must be an array of real numbers"),
-    "probs above 1": (lambda: focal_ref.binary_focal_loss([1.5], [1.0]), ValueError, r"probs must lie in \[0, 1\]"),
-    "probs negative": (lambda: focal_ref.categorical_focal_loss([[-0.1, 1.1]], [0]), ValueError, r"probs must lie in \[0, 1\]"),
-    "probs shape": (lambda: focal_ref.binary_focal_loss([0.5, 0.5], [1.0]), ValueError, "targets must have the shape of probs"),
-    "FL* gamma zero": (lambda: focal_ref.sigmoid_focal_loss_star(X3, Y3, gamma=0.0), ValueError, "gamma must be > 0"),
-    "FL* soft targets": (lambda: focal_ref.sigmoid_focal_loss_star(X3, [1.0, 0.5, 0.0]), ValueError, "targets must be hard labels"),
-    "FL* gradient soft targets": (lambda: focal_ref.sigmoid_focal_loss_star_grad(X3, [1.0, 0.5, 0.0]), ValueError, "targets must be hard labels"),
-    "FL* beta inf": (lambda: focal_ref.sigmoid_focal_loss_star(X3, Y3, beta=float("inf")), ValueError, "beta must be finite"),
-    "ignore_index with probabilities": (lambda: focal_ref.softmax_focal_loss(ROWS, [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], ignore_index=-100), ValueError, "ignore_index applies only to integer"),
-    "ignore_index not an int": (lambda: focal_ref.softmax_focal_loss(ROWS, [0, 1], ignore_index=1.5), TypeError, "ignore_index must be an int"),
+    "shape mismatch": (
+        lambda: focal_ref.sigmoid_focal_loss(X3, [1.0, 0.0]),
+        ValueError,
+        "targets must have the shape of logits",
+    ),
+    "softmax target shape": (
+        lambda: focal_ref.softmax_focal_loss(ROWS, [0, 1, 2]),
+        ValueError,
+        r"targets must have the shape of logits",
+    ),
+    "target above 1": (
+        lambda: focal_ref.sigmoid_focal_loss(X3, [1.0, 0.0, 1.5]),
+        ValueError,
+        r"targets must lie in \[0, 1\]",
+    ),
+    "target below 0": (
+        lambda: focal_ref.binary_focal_loss([0.5], [-0.1]),
+        ValueError,
+        r"targets must lie in \[0, 1\]",
+    ),
+    "target NaN": (
+        lambda: focal_ref.sigmoid_focal_loss(X3, [1.0, np.nan, 0.0]),
+        ValueError,
+        r"targets .*NaN",
+    ),
+    "target not a number": (
+        lambda: focal_ref.sigmoid_focal_loss(X3, ["a", "b", "c"]),
+        TypeError,
+        "targets must be",
+    ),
+    "index too large": (
+        lambda: focal_ref.softmax_focal_loss(ROWS, [0, 3]),
+        ValueError,
+        r"targets must be class indices in \[0, 3\)",
+    ),
+    "negative index": (
+        lambda: focal_ref.softmax_focal_loss(ROWS, [0, -1], ignore_index=-100),
+        ValueError,
+        r"targets must be class indices .*got -1",
+    ),
+    "float index": (
+        lambda: focal_ref.softmax_focal_loss(ROWS, [0.0, 1.0]),
+        TypeError,
+        "targets .* must be integers",
+    ),
+    "negative soft target": (
+        lambda: focal_ref.softmax_focal_loss(ROWS, [[1.2, -0.2, 0.0], [1.0, 0.0, 0.0]]),
+        ValueError,
+        r"targets must lie in \[0, 1\]",
+    ),
+    "gamma negative": (
+        lambda: focal_ref.sigmoid_focal_loss(X3, Y3, gamma=-0.5),
+        ValueError,
+        "gamma must be >= 0",
+    ),
+    "gamma NaN": (
+        lambda: focal_ref.softmax_focal_loss(ROWS, [0, 1], gamma=float("nan")),
+        ValueError,
+        "gamma must be finite",
+    ),
+    "gamma not a number": (
+        lambda: focal_ref.sigmoid_focal_loss(X3, Y3, gamma="2"),
+        TypeError,
+        "gamma must be a real number",
+    ),
+    "alpha above 1": (
+        lambda: focal_ref.sigmoid_focal_loss(X3, Y3, alpha=1.5),
+        ValueError,
+        r"alpha must lie in \[0, 1\]",
+    ),
+    "alpha negative": (
+        lambda: focal_ref.softmax_focal_loss(ROWS, [0, 1], alpha=-0.1),
+        ValueError,
+        r"alpha must lie in \[0, 1\]",
+    ),
+    "alpha NaN": (
+        lambda: focal_ref.binary_focal_loss([0.5], [1.0], alpha=float("nan")),
+        ValueError,
+        r"alpha must lie in \[0, 1\]",
+    ),
+    "alpha not a number": (
+        lambda: focal_ref.sigmoid_focal_loss(X3, Y3, alpha="0.25"),
+        TypeError,
+        "alpha must be a real number",
+    ),
+    "binary alpha vector": (
+        lambda: focal_ref.sigmoid_focal_loss(X3, Y3, alpha=[0.25, 0.75]),
+        TypeError,
+        "alpha must be a real number",
+    ),
+    "class alpha not a number": (
+        lambda: focal_ref.softmax_focal_loss(ROWS, [0, 1], alpha="abc"),
+        TypeError,
+        "alpha must be None, a number",
+    ),
+    "class alpha wrong length": (
+        lambda: focal_ref.softmax_focal_loss(ROWS, [0, 1], alpha=[0.2, 0.8]),
+        ValueError,
+        "alpha has 2 per-class weights but the logits have 3",
+    ),
+    "class alpha entry out of range": (
+        lambda: focal_ref.softmax_focal_loss(ROWS, [0, 1], alpha=[0.2, 0.8, 2.0]),
+        ValueError,
+        r"alpha\[2\] must lie in \[0, 1\]",
+    ),
+    "class alpha 0-d array": (
+        lambda: focal_ref.softmax_focal_loss(ROWS, [0, 1], alpha=np.array(0.5)),
+        TypeError,
+        "alpha",
+    ),
+    "unknown reduction": (
+        lambda: focal_ref.sigmoid_focal_loss(X3, Y3, reduction="avg"),
+        ValueError,
+        "reduction must be one of",
+    ),
+    "reduction not a string": (
+        lambda: focal_ref.softmax_focal_loss(ROWS, [0, 1], reduction=None),
+        TypeError,
+        "reduction must be one of",
+    ),
+    "axis out of range": (
+        lambda: focal_ref.softmax_focal_loss(ROWS, [0, 1], axis=2),
+        ValueError,
+        "axis=2 is out of range",
+    ),
+    "axis not an int": (
+        lambda: focal_ref.softmax_focal_loss(ROWS, [0, 1], axis=1.0),
+        TypeError,
+        "axis must be an int",
+    ),
+    "softmax of 0-d logits": (
+        lambda: focal_ref.softmax_focal_loss(1.0, 0),
+        ValueError,
+        "logits must have a class axis",
+    ),
+    "logits inf": (
+        lambda: focal_ref.sigmoid_focal_loss([0.0, np.inf], [1.0, 0.0]),
+        ValueError,
+        "logits must be finite",
+    ),
+    "logits NaN": (
+        lambda: focal_ref.softmax_focal_loss([[0.0, np.nan]], [0]),
+        ValueError,
+        "logits must be finite",
+    ),
+    "logits NaN (gradient)": (
+        lambda: focal_ref.sigmoid_focal_loss_grad([np.nan], [1.0]),
+        ValueError,
+        "logits must be finite",
+    ),
+    "logits complex": (
+        lambda: focal_ref.sigmoid_focal_loss([1j], [1.0]),
+        TypeError,
+        "logits must be an array of real numbers",
+    ),
+    "probs above 1": (
+        lambda: focal_ref.binary_focal_loss([1.5], [1.0]),
+        ValueError,
+        r"probs must lie in \[0, 1\]",
+    ),
+    "probs negative": (
+        lambda: focal_ref.categorical_focal_loss([[-0.1, 1.1]], [0]),
+        ValueError,
+        r"probs must lie in \[0, 1\]",
+    ),
+    "probs shape": (
+        lambda: focal_ref.binary_focal_loss([0.5, 0.5], [1.0]),
+        ValueError,
+        "targets must have the shape of probs",
+    ),
+    "FL* gamma zero": (
+        lambda: focal_ref.sigmoid_focal_loss_star(X3, Y3, gamma=0.0),
+        ValueError,
+        "gamma must be > 0",
+    ),
+    "FL* soft targets": (
+        lambda: focal_ref.sigmoid_focal_loss_star(X3, [1.0, 0.5, 0.0]),
+        ValueError,
+        "targets must be hard labels",
+    ),
+    "FL* gradient soft targets": (
+        lambda: focal_ref.sigmoid_focal_loss_star_grad(X3, [1.0, 0.5, 0.0]),
+        ValueError,
+        "targets must be hard labels",
+    ),
+    "FL* beta inf": (
+        lambda: focal_ref.sigmoid_focal_loss_star(X3, Y3, beta=float("inf")),
+        ValueError,
+        "beta must be finite",
+    ),
+    "ignore_index with probabilities": (
+        lambda: focal_ref.softmax_focal_loss(ROWS, [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], ignore_index=-100),
+        ValueError,
+        "ignore_index applies only to integer",
+    ),
+    "ignore_index not an int": (
+        lambda: focal_ref.softmax_focal_loss(ROWS, [0, 1], ignore_index=1.5),
+        TypeError,
+        "ignore_index must be an int",
+    ),
 }
 
 
@@ -660,11 +927,15 @@ def test_fl_star_finite_where_gamma_x_overflows():
     """x = -1e308 on a positive, gamma = 2: z = gamma x + beta overflows to -inf, but FL* = -x - beta/gamma
     = 1e308 (to the last bit: beta/gamma is far below its ulp). Was inf."""
     for gamma in (2.0, 4.0):
-        out = focal_ref.sigmoid_focal_loss_star([-1e308, 1e308], [1.0, 0.0], gamma=gamma, beta=1.0, alpha=None)
+        out = focal_ref.sigmoid_focal_loss_star(
+            [-1e308, 1e308], [1.0, 0.0], gamma=gamma, beta=1.0, alpha=None
+        )
         np.testing.assert_array_equal(out, [1e308, 1e308])
     assert focal_ref.sigmoid_focal_loss_star(-1e308, 1.0, gamma=2.0, beta=1.0, alpha=0.25) == 0.25 * 1e308
     # below the overflow the plain path: gamma = 1.5 keeps z finite
-    assert focal_ref.sigmoid_focal_loss_star(-1e308, 1.0, gamma=1.5, beta=0.0, alpha=None) == pytest.approx(1e308)
+    assert focal_ref.sigmoid_focal_loss_star(-1e308, 1.0, gamma=1.5, beta=0.0, alpha=None) == pytest.approx(
+        1e308
+    )
     assert focal_ref.sigmoid_focal_loss_star_grad(-1e308, 1.0, gamma=2.0, beta=1.0, alpha=None) == -1.0
     assert focal_ref.sigmoid_focal_loss_star_hess(-1e308, 1.0, gamma=2.0, beta=1.0, alpha=None) == 0.0
 
@@ -683,8 +954,10 @@ def test_fl_star_small_gamma_large_beta(gamma, beta, x):
 
 
 def test_tiny_soft_target_at_zero_probability_is_inf():
-    """p = 0 with a soft target y = 1e-200: CE = -y log 0 = +inf and (1 - p_t)^gamma = y^gamma > 0 underflows to 0;
-    the loss is +inf, as the formula says. Was 0 * inf = NaN. The mirror case: p = 1, 1 - y tiny, gamma large."""
+    """p = 0 with a soft target y = 1e-200: CE = -y log 0 = +inf and (1 - p_t)^gamma = y^gamma > 0
+    underflows to 0;
+    the loss is +inf, as the formula says. Was 0 * inf = NaN. The mirror case: p = 1, 1 - y tiny, gamma
+    large."""
     assert focal_ref.binary_focal_loss(0.0, 1e-200, alpha=None, gamma=2.0) == math.inf
     assert focal_ref.binary_focal_loss(0.0, 5e-324, alpha=0.25, gamma=0.5) == math.inf
     assert focal_ref.binary_focal_loss(1.0, 1.0 - 2.0**-53, alpha=None, gamma=30.0) == math.inf
@@ -692,10 +965,13 @@ def test_tiny_soft_target_at_zero_probability_is_inf():
 
 
 def test_zero_losses_are_positive_zero():
-X
-    for out in (focal_ref.sigmoid_focal_loss([3.0, -2.0], [1.0, 1.0], alpha=0.0),
-                focal_ref.binary_focal_loss([0.3, 1.0], [1.0, 1.0], alpha=0.0),
-                focal_ref.softmax_focal_loss([[1.0, 0.0]], [0], alpha=[0.0, 1.0])):
+    """alpha = 0 on a positive (alpha_t = 0): +0.0, never -0.0 (issue 16's small API edges; a property the
+    reference already had, pinned here because the frameworks are tested against it bit for bit)."""
+    for out in (
+        focal_ref.sigmoid_focal_loss([3.0, -2.0], [1.0, 1.0], alpha=0.0),
+        focal_ref.binary_focal_loss([0.3, 1.0], [1.0, 1.0], alpha=0.0),
+        focal_ref.softmax_focal_loss([[1.0, 0.0]], [0], alpha=[0.0, 1.0]),
+    ):
         assert np.all(out == 0.0) and not np.any(np.signbit(out))
 
 
@@ -728,7 +1004,9 @@ def test_softmax_hessian_shape_axis_and_hvp():
     alpha = [0.1, 0.2, 0.3, 0.4]
     hess = focal_ref.softmax_focal_loss_hessian(logits, index, alpha=alpha, axis=1)
     assert hess.shape == (2, 3, 4, 4)
-    np.testing.assert_array_equal(hess, focal_ref.softmax_focal_loss_hessian(np.moveaxis(logits, 1, -1), index, alpha=alpha))
+    np.testing.assert_array_equal(
+        hess, focal_ref.softmax_focal_loss_hessian(np.moveaxis(logits, 1, -1), index, alpha=alpha)
+    )
     np.testing.assert_allclose(hess, np.swapaxes(hess, -1, -2), rtol=0, atol=1e-15)
     v = rng.normal(size=logits.shape)
     hvp = focal_ref.softmax_focal_loss_hvp(logits, index, v, alpha=alpha, axis=1)
@@ -751,12 +1029,16 @@ def test_softmax_hessian_of_ignored_samples_is_zero():
     assert hess[0] == 0.0 and hess[1] == focal_ref.sigmoid_focal_loss_hess(2.0, 1.0)
 
 
-@given(st.lists(st.tuples(st.floats(-100.0, 100.0), st.floats(-100.0, 100.0)), min_size=1, max_size=6), gammas)
+@given(
+    st.lists(st.tuples(st.floats(-100.0, 100.0), st.floats(-100.0, 100.0)), min_size=1, max_size=6), gammas
+)
 def test_two_class_softmax_hessian_is_sigmoid_hessian(pairs, gamma):
     """C = 2, hard labels: FL(x0, x1) = FL_sigmoid(x1 - x0), so H = h [[1, -1], [-1, 1]]."""
     logits = np.array(pairs)
     index = (np.arange(len(pairs)) % 2).astype(int)
-    h = focal_ref.sigmoid_focal_loss_hess(logits[:, 1] - logits[:, 0], index.astype(float), alpha=None, gamma=gamma)
+    h = focal_ref.sigmoid_focal_loss_hess(
+        logits[:, 1] - logits[:, 0], index.astype(float), alpha=None, gamma=gamma
+    )
     hess = focal_ref.softmax_focal_loss_hessian(logits, index, gamma=gamma)
     expected = h[:, None, None] * np.array([[1.0, -1.0], [-1.0, 1.0]])
     assert_close(hess, expected, 1e-12, np.abs(h)[:, None, None])
@@ -767,8 +1049,10 @@ def test_sigmoid_hess_is_derivative_of_grad(inputs, alpha, gamma):
     """A central difference of the reference gradient (step 1e-5: error ~ 1e-10 of the third derivative)."""
     x, y = inputs
     step = 1e-5
-    numeric = (focal_ref.sigmoid_focal_loss_grad(x + step, y, alpha=alpha, gamma=gamma)
-               - focal_ref.sigmoid_focal_loss_grad(x - step, y, alpha=alpha, gamma=gamma)) / (2 * step)
+    numeric = (
+        focal_ref.sigmoid_focal_loss_grad(x + step, y, alpha=alpha, gamma=gamma)
+        - focal_ref.sigmoid_focal_loss_grad(x - step, y, alpha=alpha, gamma=gamma)
+    ) / (2 * step)
     hess = focal_ref.sigmoid_focal_loss_hess(x, y, alpha=alpha, gamma=gamma)
     assert np.all(np.abs(hess - numeric) <= 1e-6 * (1.0 + gamma) ** 2)
 
@@ -780,12 +1064,19 @@ def test_sigmoid_hess_is_derivative_of_grad(inputs, alpha, gamma):
     alpha=st.sampled_from([None, 0.0, 0.25, 1.0]),
 )
 def test_sigmoid_hess_finite_for_every_finite_logit(x, data, gamma, alpha):
-    """No NaN or inf for any finite logit, any target in [0, 1], gamma < 1 and < 2 included (no m^(gamma-2))."""
-    y = data.draw(st.lists(st.one_of(st.floats(0.0, 1.0), st.sampled_from([0.0, 1.0])), min_size=len(x), max_size=len(x)))
+    """No NaN or inf for any finite logit, any target in [0, 1], gamma < 1 and < 2 included (no
+    m^(gamma-2))."""
+    y = data.draw(
+        st.lists(
+            st.one_of(st.floats(0.0, 1.0), st.sampled_from([0.0, 1.0])), min_size=len(x), max_size=len(x)
+        )
+    )
     assert np.all(np.isfinite(focal_ref.sigmoid_focal_loss_hess(x, y, alpha=alpha, gamma=gamma)))
     hard = np.round(y)
     for g in (max(gamma, 1e-9), 2.0):
-        assert np.all(np.isfinite(focal_ref.sigmoid_focal_loss_star_hess(x, hard, gamma=g, beta=1.0, alpha=alpha)))
+        assert np.all(
+            np.isfinite(focal_ref.sigmoid_focal_loss_star_hess(x, hard, gamma=g, beta=1.0, alpha=alpha))
+        )
         assert np.all(np.isfinite(focal_ref.sigmoid_focal_loss_star(x, hard, gamma=g, beta=1.0, alpha=alpha)))
 
 
@@ -802,9 +1093,13 @@ def test_softmax_hessian_finite_for_every_finite_logit(rows, data, gamma):
     n, c = logits.shape
     index = np.array(data.draw(st.lists(st.integers(0, c - 1), min_size=n, max_size=n)))
     assert np.all(np.isfinite(focal_ref.softmax_focal_loss_hessian(logits, index, gamma=gamma)))
-    soft = np.array(data.draw(st.lists(st.lists(st.floats(0.0, 1.0), min_size=c, max_size=c), min_size=n, max_size=n)))
+    soft = np.array(
+        data.draw(st.lists(st.lists(st.floats(0.0, 1.0), min_size=c, max_size=c), min_size=n, max_size=n))
+    )
     assert np.all(np.isfinite(focal_ref.softmax_focal_loss_hessian(logits, soft, gamma=gamma, alpha=0.5)))
-    assert np.all(np.isfinite(focal_ref.softmax_focal_loss_hvp(logits, soft, np.ones_like(logits), gamma=gamma)))
+    assert np.all(
+        np.isfinite(focal_ref.softmax_focal_loss_hvp(logits, soft, np.ones_like(logits), gamma=gamma))
+    )
 
 
 @given(softmax_inputs(), gammas)
@@ -816,8 +1111,10 @@ def test_softmax_hessian_is_derivative_of_grad(inputs, gamma):
     for col in range(x.shape[1]):
         e = np.zeros_like(x)
         e[:, col] = step
-        numeric = (focal_ref.softmax_focal_loss_grad(x + e, y, alpha=alpha, gamma=gamma)
-                   - focal_ref.softmax_focal_loss_grad(x - e, y, alpha=alpha, gamma=gamma)) / (2 * step)
+        numeric = (
+            focal_ref.softmax_focal_loss_grad(x + e, y, alpha=alpha, gamma=gamma)
+            - focal_ref.softmax_focal_loss_grad(x - e, y, alpha=alpha, gamma=gamma)
+        ) / (2 * step)
         assert np.all(np.abs(hess[:, :, col] - numeric) <= 1e-6 * (1.0 + gamma) ** 2 * (1 + x.shape[1]))
 
 
@@ -831,12 +1128,20 @@ def test_weight_multiplies_each_element_and_broadcasts():
     w = np.array([0.0, 2.0, 0.5])  # per class, broadcast over rows
     base = focal_ref.sigmoid_focal_loss(x, y)
     np.testing.assert_array_equal(focal_ref.sigmoid_focal_loss(x, y, weight=w), base * w)
-    np.testing.assert_array_equal(focal_ref.sigmoid_focal_loss_grad(x, y, weight=w), focal_ref.sigmoid_focal_loss_grad(x, y) * w)
-    np.testing.assert_array_equal(focal_ref.sigmoid_focal_loss_hess(x, y, weight=w), focal_ref.sigmoid_focal_loss_hess(x, y) * w)
+    np.testing.assert_array_equal(
+        focal_ref.sigmoid_focal_loss_grad(x, y, weight=w), focal_ref.sigmoid_focal_loss_grad(x, y) * w
+    )
+    np.testing.assert_array_equal(
+        focal_ref.sigmoid_focal_loss_hess(x, y, weight=w), focal_ref.sigmoid_focal_loss_hess(x, y) * w
+    )
     # "mean" stays unweighted in the count: sum_i w_i FL_i / N
-    assert focal_ref.sigmoid_focal_loss(x, y, weight=w, reduction="mean") == pytest.approx((base * w).sum() / 6, rel=1e-15)
+    assert focal_ref.sigmoid_focal_loss(x, y, weight=w, reduction="mean") == pytest.approx(
+        (base * w).sum() / 6, rel=1e-15
+    )
     p = expit(x)
-    np.testing.assert_allclose(focal_ref.binary_focal_loss(p, y, weight=w), focal_ref.binary_focal_loss(p, y) * w, rtol=1e-15)
+    np.testing.assert_allclose(
+        focal_ref.binary_focal_loss(p, y, weight=w), focal_ref.binary_focal_loss(p, y) * w, rtol=1e-15
+    )
     # a zero weight on an infinite loss leaves the element out
     assert focal_ref.binary_focal_loss([0.0, 0.5], [1.0, 1.0], weight=[0.0, 1.0]).tolist()[0] == 0.0
 
@@ -853,11 +1158,15 @@ def test_pos_weight_is_bce_with_logits_pos_weight():
     expected = -alpha_t * (1 - p_t) ** 2 * (pw * y * np.log(p) + (1 - y) * np.log1p(-p))
     assert_close(focal_ref.sigmoid_focal_loss(x, y, pos_weight=pw), expected, 1e-14)
     assert_close(focal_ref.binary_focal_loss(p, y, pos_weight=pw), expected, 1e-14)
-    np.testing.assert_array_equal(focal_ref.sigmoid_focal_loss(x, y, pos_weight=1.0), focal_ref.sigmoid_focal_loss(x, y))
+    np.testing.assert_array_equal(
+        focal_ref.sigmoid_focal_loss(x, y, pos_weight=1.0), focal_ref.sigmoid_focal_loss(x, y)
+    )
     # negatives do not see pos_weight
     negatives = y == 0
-    np.testing.assert_array_equal(focal_ref.sigmoid_focal_loss(x, y, pos_weight=7.0)[negatives],
-                                  focal_ref.sigmoid_focal_loss(x, y)[negatives])
+    np.testing.assert_array_equal(
+        focal_ref.sigmoid_focal_loss(x, y, pos_weight=7.0)[negatives],
+        focal_ref.sigmoid_focal_loss(x, y)[negatives],
+    )
 
 
 def test_sigmoid_ignore_index():
@@ -871,30 +1180,83 @@ def test_sigmoid_ignore_index():
     assert focal_ref.sigmoid_focal_loss(x, t, ignore_index=-1, reduction="mean") == kept.sum() / 2
     assert focal_ref.sigmoid_focal_loss(x, t, ignore_index=-1, reduction="sum") == kept.sum()
     np.testing.assert_array_equal(focal_ref.sigmoid_focal_loss_grad(x, t, ignore_index=-1)[[1, 3]], 0.0)
-    assert focal_ref.binary_focal_loss(expit(x), t, ignore_index=-1, reduction="mean") == pytest.approx(kept.sum() / 2, rel=1e-13)
+    assert focal_ref.binary_focal_loss(expit(x), t, ignore_index=-1, reduction="mean") == pytest.approx(
+        kept.sum() / 2, rel=1e-13
+    )
     all_ignored = focal_ref.sigmoid_focal_loss(x, np.full(4, -1.0), ignore_index=-1, reduction="mean")
     assert all_ignored == 0.0 and np.ndim(all_ignored) == 0
     # weights and the ignore mask together: mean = sum_i w_i FL_i / N_kept
     w = np.array([2.0, 5.0, 0.5, 1.0])
     assert focal_ref.sigmoid_focal_loss(x, t, weight=w, ignore_index=-1, reduction="mean") == pytest.approx(
-        (kept * w[[0, 2]]).sum() / 2, rel=1e-15)
+        (kept * w[[0, 2]]).sum() / 2, rel=1e-15
+    )
     # any number outside [0, 1] can mark the ignored elements
-    np.testing.assert_array_equal(focal_ref.sigmoid_focal_loss(x, np.where(t == -1, 2.5, t), ignore_index=2.5), none)
+    np.testing.assert_array_equal(
+        focal_ref.sigmoid_focal_loss(x, np.where(t == -1, 2.5, t), ignore_index=2.5), none
+    )
 
 
 BAD_INPUT_13 = {
-    "ignore_index inside [0, 1]": (lambda: focal_ref.sigmoid_focal_loss(X3, Y3, ignore_index=0.5), ValueError, r"ignore_index must be a finite number outside \[0, 1\]"),
-    "ignore_index NaN": (lambda: focal_ref.sigmoid_focal_loss(X3, Y3, ignore_index=float("nan")), ValueError, "ignore_index must be a finite number"),
-    "ignore_index not a number": (lambda: focal_ref.sigmoid_focal_loss_grad(X3, Y3, ignore_index="-1"), TypeError, "ignore_index must be a real number"),
-    "target not ignore_index and out of range": (lambda: focal_ref.sigmoid_focal_loss(X3, [1.0, -2.0, 0.0], ignore_index=-1), ValueError, r"targets must lie in \[0, 1\]"),
-    "weight negative": (lambda: focal_ref.sigmoid_focal_loss(X3, Y3, weight=[1.0, -1.0, 1.0]), ValueError, "weight must be finite and >= 0"),
-    "weight NaN": (lambda: focal_ref.binary_focal_loss([0.5], [1.0], weight=[np.nan]), ValueError, "weight must be finite"),
-    "weight shape": (lambda: focal_ref.sigmoid_focal_loss(X3, Y3, weight=[1.0, 2.0]), ValueError, "weight of shape .* does not broadcast"),
-    "weight grows the shape": (lambda: focal_ref.sigmoid_focal_loss(X3, Y3, weight=np.ones((2, 3))), ValueError, "weight of shape"),
-    "pos_weight negative": (lambda: focal_ref.sigmoid_focal_loss_hess(X3, Y3, pos_weight=-1.0), ValueError, "pos_weight must be finite and >= 0"),
-    "pos_weight not a number": (lambda: focal_ref.sigmoid_focal_loss(X3, Y3, pos_weight="2"), TypeError, "pos_weight must be an array of real numbers"),
-    "hessian v shape": (lambda: focal_ref.softmax_focal_loss_hvp(ROWS, [0, 1], [0.0, 1.0]), ValueError, "v must have the shape of logits"),
-    "FL* hessian gamma zero": (lambda: focal_ref.sigmoid_focal_loss_star_hess(X3, Y3, gamma=0.0), ValueError, "gamma must be > 0"),
+    "ignore_index inside [0, 1]": (
+        lambda: focal_ref.sigmoid_focal_loss(X3, Y3, ignore_index=0.5),
+        ValueError,
+        r"ignore_index must be a finite number outside \[0, 1\]",
+    ),
+    "ignore_index NaN": (
+        lambda: focal_ref.sigmoid_focal_loss(X3, Y3, ignore_index=float("nan")),
+        ValueError,
+        "ignore_index must be a finite number",
+    ),
+    "ignore_index not a number": (
+        lambda: focal_ref.sigmoid_focal_loss_grad(X3, Y3, ignore_index="-1"),
+        TypeError,
+        "ignore_index must be a real number",
+    ),
+    "target not ignore_index and out of range": (
+        lambda: focal_ref.sigmoid_focal_loss(X3, [1.0, -2.0, 0.0], ignore_index=-1),
+        ValueError,
+        r"targets must lie in \[0, 1\]",
+    ),
+    "weight negative": (
+        lambda: focal_ref.sigmoid_focal_loss(X3, Y3, weight=[1.0, -1.0, 1.0]),
+        ValueError,
+        "weight must be finite and >= 0",
+    ),
+    "weight NaN": (
+        lambda: focal_ref.binary_focal_loss([0.5], [1.0], weight=[np.nan]),
+        ValueError,
+        "weight must be finite",
+    ),
+    "weight shape": (
+        lambda: focal_ref.sigmoid_focal_loss(X3, Y3, weight=[1.0, 2.0]),
+        ValueError,
+        "weight of shape .* does not broadcast",
+    ),
+    "weight grows the shape": (
+        lambda: focal_ref.sigmoid_focal_loss(X3, Y3, weight=np.ones((2, 3))),
+        ValueError,
+        "weight of shape",
+    ),
+    "pos_weight negative": (
+        lambda: focal_ref.sigmoid_focal_loss_hess(X3, Y3, pos_weight=-1.0),
+        ValueError,
+        "pos_weight must be finite and >= 0",
+    ),
+    "pos_weight not a number": (
+        lambda: focal_ref.sigmoid_focal_loss(X3, Y3, pos_weight="2"),
+        TypeError,
+        "pos_weight must be an array of real numbers",
+    ),
+    "hessian v shape": (
+        lambda: focal_ref.softmax_focal_loss_hvp(ROWS, [0, 1], [0.0, 1.0]),
+        ValueError,
+        "v must have the shape of logits",
+    ),
+    "FL* hessian gamma zero": (
+        lambda: focal_ref.sigmoid_focal_loss_star_hess(X3, Y3, gamma=0.0),
+        ValueError,
+        "gamma must be > 0",
+    ),
 }
 
 

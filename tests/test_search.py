@@ -51,7 +51,9 @@ def examples(n: int):
 def coverage_lines():
     lines = [f"{'function / framework / dtype':<60} examples"]
     lines += [f"{key:<60} {n:>8}" for key, n in sorted(COUNTS.items())]
-    lines.append("regions hit (elements or rows): " + ", ".join(f"{k}={v}" for k, v in sorted(REGIONS.items())))
+    lines.append(
+        "regions hit (elements or rows): " + ", ".join(f"{k}={v}" for k, v in sorted(REGIONS.items()))
+    )
     return lines
 
 
@@ -63,13 +65,22 @@ def count(function: str, framework: str, dtype: str = "float64"):
 # strategies aimed at the hard regions
 
 # the largest finite logit of each dtype, and where its sigmoid saturates
-DTYPE_MAX = {"float64": 1.7976931348623157e308, "float32": 3.4028234663852886e38, "float16": 65504.0,
-             "bfloat16": 3.3895313892515355e38}
-SATURATION = {"float64": (37.0, 710.0, 745.0, 746.0), "float32": (17.0, 88.0, 103.0, 104.0),
-              "float16": (8.0, 11.0, 17.0, 18.0), "bfloat16": (8.0, 17.0, 88.0, 92.0)}
+DTYPE_MAX = {
+    "float64": 1.7976931348623157e308,
+    "float32": 3.4028234663852886e38,
+    "float16": 65504.0,
+    "bfloat16": 3.3895313892515355e38,
+}
+SATURATION = {
+    "float64": (37.0, 710.0, 745.0, 746.0),
+    "float32": (17.0, 88.0, 103.0, 104.0),
+    "float16": (8.0, 11.0, 17.0, 18.0),
+    "bfloat16": (8.0, 17.0, 88.0, 92.0),
+}
 NEAR = tuple(10.0**-k for k in range(3, 16))  # distances 1e-3 .. 1e-15 from 0/1 or one-hot
-GAMMAS = st.one_of(st.just(0.0), st.floats(1e-6, 0.999), st.sampled_from([0.5, 1.0, 1.5, 2.0, 5.0, 8.0]),
-                   st.floats(0.0, 8.0))
+GAMMAS = st.one_of(
+    st.just(0.0), st.floats(1e-6, 0.999), st.sampled_from([0.5, 1.0, 1.5, 2.0, 5.0, 8.0]), st.floats(0.0, 8.0)
+)
 ALPHAS = st.one_of(st.none(), st.sampled_from([0.0, 1.0, 0.25, 0.5]), st.floats(0.0, 1.0))
 
 
@@ -77,9 +88,12 @@ def logit_strategy(dtype: str = "float64", oracle: bool = False):
     """Moderate logits, the dtype's saturation points (signed), and its largest values (not for the oracle,
     whose precision grows with |x|)."""
     sat = SATURATION[dtype]
-    parts = [st.floats(-30.0, 30.0), st.sampled_from([0.0, -0.0]),
-             st.sampled_from(sat).flatmap(lambda s: st.sampled_from([s, -s])),
-             st.floats(-sat[-1] - 5.0, sat[-1] + 5.0)]
+    parts = [
+        st.floats(-30.0, 30.0),
+        st.sampled_from([0.0, -0.0]),
+        st.sampled_from(sat).flatmap(lambda s: st.sampled_from([s, -s])),
+        st.floats(-sat[-1] - 5.0, sat[-1] + 5.0),
+    ]
     if not oracle:
         big = DTYPE_MAX[dtype]
         parts.append(st.sampled_from([big, -big, big / 2, -big / 2, 1e4 if dtype != "float16" else 6e4]))
@@ -89,8 +103,12 @@ def logit_strategy(dtype: str = "float64", oracle: bool = False):
 
 
 def binary_target_strategy():
-    return st.one_of(st.sampled_from([0.0, 1.0]), st.sampled_from(NEAR), st.sampled_from([1.0 - d for d in NEAR]),
-                     st.floats(0.0, 1.0))
+    return st.one_of(
+        st.sampled_from([0.0, 1.0]),
+        st.sampled_from(NEAR),
+        st.sampled_from([1.0 - d for d in NEAR]),
+        st.floats(0.0, 1.0),
+    )
 
 
 def _region(x, y, dtype="float64"):
@@ -110,7 +128,9 @@ def sigmoid_case(draw, dtype: str = "float64", oracle: bool = False, weights: bo
     y = np.array(draw(st.lists(binary_target_strategy(), min_size=n, max_size=n)), dtype=np.float64)
     kwargs = {"alpha": draw(ALPHAS), "gamma": draw(GAMMAS)}
     if weights and draw(st.booleans()):
-        kwargs["weight"] = np.array(draw(st.lists(st.sampled_from([0.0, 0.5, 1.0, 3.0]), min_size=n, max_size=n)))
+        kwargs["weight"] = np.array(
+            draw(st.lists(st.sampled_from([0.0, 0.5, 1.0, 3.0]), min_size=n, max_size=n))
+        )
         kwargs["pos_weight"] = draw(st.sampled_from([0.0, 1.0, 2.5, 100.0]))
         if n and draw(st.booleans()):
             ignored = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)))
@@ -136,15 +156,22 @@ def sigmoid_case(draw, dtype: str = "float64", oracle: bool = False, weights: bo
 def softmax_case(draw, max_classes: int = 1000, oracle: bool = False, dtype: str = "float64"):
     """(x, targets, kwargs): logits with the class axis at kwargs['axis'], index targets (ignore patterns
     included) or probability targets (one-hot, next to one-hot, soft, next to 0)."""
-    c = draw(st.one_of(st.integers(2, 6), st.integers(7, max_classes))) if max_classes > 6 else draw(
-        st.integers(2, max_classes))
+    c = (
+        draw(st.one_of(st.integers(2, 6), st.integers(7, max_classes)))
+        if max_classes > 6
+        else draw(st.integers(2, max_classes))
+    )
     n = draw(st.sampled_from([0, 1, 2, 3]))
     ndim = draw(st.sampled_from([1, 2, 3])) if n else 2
     sat = SATURATION[dtype]
     big = 800.0 if oracle else DTYPE_MAX[dtype] / 4
     rows = max(n, 1) if ndim > 1 else 1
     height = 2 if ndim == 3 else 1
-    kind = draw(st.sampled_from(["normal", "saturated", "tie", "huge"] if not oracle else ["normal", "saturated", "tie"]))
+    kind = draw(
+        st.sampled_from(
+            ["normal", "saturated", "tie", "huge"] if not oracle else ["normal", "saturated", "tie"]
+        )
+    )
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     base = rng.normal(0.0, draw(st.sampled_from([1.0, 5.0, 30.0])), (rows, height, c))
     if kind == "saturated":
@@ -155,7 +182,9 @@ def softmax_case(draw, max_classes: int = 1000, oracle: bool = False, dtype: str
         base[..., 0] = big * draw(st.sampled_from([1.0, -1.0]))
     REGIONS[f"softmax rows {kind}"] += rows * height
     # targets, classes last
-    target_kind = draw(st.sampled_from(["index", "index-ignore", "onehot", "near-onehot", "soft", "near-zero"]))
+    target_kind = draw(
+        st.sampled_from(["index", "index-ignore", "onehot", "near-onehot", "soft", "near-zero"])
+    )
     kwargs = {"gamma": draw(GAMMAS)}
     alpha_kind = draw(st.sampled_from(["none", "float", "per-class"]))
     if alpha_kind == "float":
@@ -230,8 +259,10 @@ def check(out, ref, scale, rtol, atol, what: str, case) -> None:
         ok = same | (np.abs(out - ref) <= rtol * scale + atol)
     if not np.all(ok):
         i = np.unravel_index(np.argmin(ok), ok.shape) if ok.ndim else ()
-        raise Mismatch(f"{what}: {out[i]!r} != reference {ref[i]!r} (scale {scale[i]:.3g}, rtol {rtol:g}, "
-                       f"atol {atol:g}) at {i}; input {case}")
+        raise Mismatch(
+            f"{what}: {out[i]!r} != reference {ref[i]!r} (scale {scale[i]:.3g}, rtol {rtol:g}, "
+            f"atol {atol:g}) at {i}; input {case}"
+        )
 
 
 def sigmoid_scales(x, y, kwargs):
@@ -249,15 +280,19 @@ def sigmoid_scales(x, y, kwargs):
 
 
 def softmax_term_scales(row, target, kw):
-    """(gradient scale, Hessian scale) of one softmax row: the largest sum of |terms| the reference adds, times
+    """(gradient scale, Hessian scale) of one softmax row: the largest sum of |terms| the reference adds,
+    times
     eps-level slack 1e-6 (so it matters only where the true value is 0 by symmetry, e.g. a tied row with a
     uniform soft target, where the oracle's own rounding leaves 1e-75 and no relative error is possible)."""
     from focal_ref._hessian import _softmax_pieces
 
-    t, v, a, s, k_matrix = _softmax_pieces(np.asarray(row)[None], np.asarray(target)[None], kw.get("alpha"),
-                                            kw["gamma"], -1, None)
+    t, v, a, s, k_matrix = _softmax_pieces(
+        np.asarray(row)[None], np.asarray(target)[None], kw.get("alpha"), kw["gamma"], -1, None
+    )
     g_terms = t.p * t.wg.sum(-1, keepdims=True) + t.wg * t.u
-    h_terms = np.einsum("...c,...cj,...ck->...jk", np.abs(a), np.abs(v), np.abs(v)) + np.abs(s)[..., None, None] * np.abs(k_matrix)
+    h_terms = np.einsum("...c,...cj,...ck->...jk", np.abs(a), np.abs(v), np.abs(v)) + np.abs(s)[
+        ..., None, None
+    ] * np.abs(k_matrix)
     return 1e-6 * float(g_terms.max()), 1e-6 * float(h_terms.max())
 
 
@@ -280,16 +315,24 @@ def test_reference_sigmoid_family_against_mpmath(case):
     hess = focal_ref.sigmoid_focal_loss_hess(x, y, **kwargs)
     p = mpr_probs = focal_ref.sigmoid_parts(x, np.zeros_like(x))[0]
     binary = focal_ref.binary_focal_loss(mpr_probs, y, **kwargs)
-    for fn in ("sigmoid_focal_loss", "sigmoid_focal_loss_grad", "sigmoid_focal_loss_hess", "binary_focal_loss"):
+    for fn in (
+        "sigmoid_focal_loss",
+        "sigmoid_focal_loss_grad",
+        "sigmoid_focal_loss_hess",
+        "binary_focal_loss",
+    ):
         count(fn, "reference vs mpmath")
     alpha, gamma = kwargs["alpha"], kwargs["gamma"]
-    for i, (xi, yi) in enumerate(zip(np.ravel(x), np.ravel(y))):
+    for i, (xi, yi) in enumerate(zip(np.ravel(x), np.ravel(y), strict=False)):
         w, pw = _oracle_binary_kwargs(kwargs, i)
         if yi == -1.0:  # ignored
             assert np.ravel(loss)[i] == np.ravel(grad)[i] == np.ravel(hess)[i] == np.ravel(binary)[i] == 0.0
             continue
         where = f"x={xi!r}, y={yi!r}, {kwargs}"
-        assert mpr.relative_error(np.ravel(loss)[i], w * mpr.sigmoid_fl(xi, yi, alpha, gamma, pw)) <= REFERENCE["loss"], where
+        assert (
+            mpr.relative_error(np.ravel(loss)[i], w * mpr.sigmoid_fl(xi, yi, alpha, gamma, pw))
+            <= REFERENCE["loss"]
+        ), where
         g, g_scale = mpr.sigmoid_fl_grad(xi, yi, alpha, gamma, pw)
         assert mpr.relative_error(np.ravel(grad)[i], w * g, w * g_scale) <= REFERENCE["grad"], where
         h, h_scale = mpr.sigmoid_fl_hess(xi, yi, alpha, gamma, pw)
@@ -299,23 +342,36 @@ def test_reference_sigmoid_family_against_mpmath(case):
 
 
 @examples(60)
-@given(x=st.lists(logit_strategy(oracle=True), min_size=1, max_size=4), data=st.data(),
-       gamma=st.one_of(st.floats(1e-12, 1e-6), st.floats(1e-6, 8.0)), beta=st.one_of(st.floats(-10.0, 10.0),
-       st.floats(100.0, 800.0)), alpha=ALPHAS)
+@given(
+    x=st.lists(logit_strategy(oracle=True), min_size=1, max_size=4),
+    data=st.data(),
+    gamma=st.one_of(st.floats(1e-12, 1e-6), st.floats(1e-6, 8.0)),
+    beta=st.one_of(st.floats(-10.0, 10.0), st.floats(100.0, 800.0)),
+    alpha=ALPHAS,
+)
 def test_reference_fl_star_against_mpmath(x, data, gamma, beta, alpha):
     """FL*, its gradient and second derivative, including tiny gamma with large beta (issue 16)."""
     y = np.array(data.draw(st.lists(st.sampled_from([0.0, 1.0]), min_size=len(x), max_size=len(x))))
     kw = dict(gamma=gamma, beta=beta, alpha=alpha)
-    out = (focal_ref.sigmoid_focal_loss_star(x, y, **kw), focal_ref.sigmoid_focal_loss_star_grad(x, y, **kw),
-           focal_ref.sigmoid_focal_loss_star_hess(x, y, **kw))
+    out = (
+        focal_ref.sigmoid_focal_loss_star(x, y, **kw),
+        focal_ref.sigmoid_focal_loss_star_grad(x, y, **kw),
+        focal_ref.sigmoid_focal_loss_star_hess(x, y, **kw),
+    )
     for fn in ("sigmoid_focal_loss_star", "sigmoid_focal_loss_star_grad", "sigmoid_focal_loss_star_hess"):
         count(fn, "reference vs mpmath")
     REGIONS["FL* gamma < 1e-6"] += gamma < 1e-6
-    for i, (xi, yi) in enumerate(zip(x, y)):
+    for i, (xi, yi) in enumerate(zip(x, y, strict=False)):
         where = f"x={xi!r}, y={yi!r}, {kw}"
-        assert mpr.relative_error(out[0][i], mpr.fl_star(xi, yi, alpha, gamma, beta)) <= REFERENCE["loss"], where
-        assert mpr.relative_error(out[1][i], mpr.fl_star_grad(xi, yi, alpha, gamma, beta)) <= REFERENCE["grad"], where
-        assert mpr.relative_error(out[2][i], mpr.fl_star_hess(xi, yi, alpha, gamma, beta)) <= REFERENCE["hess"], where
+        assert mpr.relative_error(out[0][i], mpr.fl_star(xi, yi, alpha, gamma, beta)) <= REFERENCE["loss"], (
+            where
+        )
+        assert (
+            mpr.relative_error(out[1][i], mpr.fl_star_grad(xi, yi, alpha, gamma, beta)) <= REFERENCE["grad"]
+        ), where
+        assert (
+            mpr.relative_error(out[2][i], mpr.fl_star_hess(xi, yi, alpha, gamma, beta)) <= REFERENCE["hess"]
+        ), where
 
 
 @examples(40)
@@ -331,8 +387,13 @@ def test_reference_softmax_family_against_mpmath(case):
     hess = focal_ref.softmax_focal_loss_hessian(x, t, **kw)
     v = np.cos(np.arange(x.size, dtype=np.float64)).reshape(x.shape)
     hvp = np.moveaxis(focal_ref.softmax_focal_loss_hvp(x, t, v, **kw), axis, -1)
-    for fn in ("softmax_focal_loss", "softmax_focal_loss_grad", "softmax_focal_loss_hessian", "softmax_focal_loss_hvp",
-               "categorical_focal_loss"):
+    for fn in (
+        "softmax_focal_loss",
+        "softmax_focal_loss_grad",
+        "softmax_focal_loss_hessian",
+        "softmax_focal_loss_hvp",
+        "categorical_focal_loss",
+    ):
         count(fn, "reference vs mpmath")
     x_last, v_last = np.moveaxis(x, axis, -1), np.moveaxis(v, axis, -1)
     c = x_last.shape[-1]
@@ -351,8 +412,13 @@ def test_reference_softmax_family_against_mpmath(case):
             assert loss[pos] == 0.0 and np.all(grad[pos] == 0.0) and np.all(hess[pos] == 0.0), where
             continue
         target = int(target) if index else target
-        assert mpr.relative_error(loss[pos], mpr.softmax_fl(row, target, alpha, gamma)) <= REFERENCE["loss"], where
-        assert mpr.relative_error(cat[pos], mpr.categorical_fl(probs[pos], target, alpha, gamma)) <= REFERENCE["loss"], where
+        assert (
+            mpr.relative_error(loss[pos], mpr.softmax_fl(row, target, alpha, gamma)) <= REFERENCE["loss"]
+        ), where
+        assert (
+            mpr.relative_error(cat[pos], mpr.categorical_fl(probs[pos], target, alpha, gamma))
+            <= REFERENCE["loss"]
+        ), where
         true_grad = mpr.softmax_fl_grad(row, target, alpha, gamma)
         g_terms, h_terms = softmax_term_scales(row, target, kw)
         g_scale = max(max(abs(g) for g in true_grad), g_terms)
@@ -363,7 +429,9 @@ def test_reference_softmax_family_against_mpmath(case):
         hv_scale = h_scale * mpr.mpf(float(np.abs(v_last[pos]).sum()))
         for j in range(c):
             for k in range(c):
-                assert mpr.relative_error(hess[pos][j, k], true_hess[j][k], h_scale) <= REFERENCE["hess"], where
+                assert mpr.relative_error(hess[pos][j, k], true_hess[j][k], h_scale) <= REFERENCE["hess"], (
+                    where
+                )
             true_hv = mpr.mp.fsum(true_hess[j][k] * mpr.mpf(float(v_last[pos][k])) for k in range(c))
             assert mpr.relative_error(hvp[pos][j], true_hv, hv_scale) <= REFERENCE["hess"], where
 
@@ -399,10 +467,21 @@ def test_reference_softmax_any_size_is_finite_and_consistent(case):
 
 
 torch = pytest.importorskip("torch")
-TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16,
-                "bfloat16": torch.bfloat16}
-CLEAR_ERROR = ("not supported", "not implemented", "does not support", "double backward", "higher-order",
-               "higher order", "second derivative")
+TORCH_DTYPES = {
+    "float64": torch.float64,
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
+CLEAR_ERROR = (
+    "not supported",
+    "not implemented",
+    "does not support",
+    "double backward",
+    "higher-order",
+    "higher order",
+    "second derivative",
+)
 
 
 def torch_rounded(values, dtype: str):
@@ -441,7 +520,9 @@ def _torch_kwargs(fn, kwargs):
     import inspect
 
     names = inspect.signature(fn).parameters
-    return {k: (torch.as_tensor(v) if isinstance(v, np.ndarray) else v) for k, v in kwargs.items() if k in names}
+    return {
+        k: (torch.as_tensor(v) if isinstance(v, np.ndarray) else v) for k, v in kwargs.items() if k in names
+    }
 
 
 @pytest.mark.parametrize("dtype", list(TORCH_DTYPES))
@@ -453,7 +534,9 @@ def test_torch_sigmoid_family(dtype):
     def search(case):
         x_np, y_np, kwargs, layout = case
         kw = _torch_kwargs(ft.sigmoid_focal_loss, kwargs)
-        if "ignore_index" not in kw:  # not landed in torch yet (see test_torch_sigmoid_has_issue_13_arguments)
+        if (
+            "ignore_index" not in kw
+        ):  # not landed in torch yet (see test_torch_sigmoid_has_issue_13_arguments)
             y_np = np.where(y_np == -1.0, 0.0, y_np)
         x, x64 = torch_rounded(x_np, dtype)
         y, y64 = torch_rounded(y_np, dtype)
@@ -472,21 +555,41 @@ def test_torch_sigmoid_family(dtype):
         grad, second = _double_backward(ft.sigmoid_focal_loss(x, y, reduction="sum", **kw), x)
         g_scale, h_scale = sigmoid_scales(x64, y64, ref_kw)
         rtol, atol = tolerance(dtype, "grad")
-        check(grad.detach().double().numpy(), focal_ref.sigmoid_focal_loss_grad(x64, y64, **ref_kw), g_scale, rtol,
-              atol, "gradient", where)
+        check(
+            grad.detach().double().numpy(),
+            focal_ref.sigmoid_focal_loss_grad(x64, y64, **ref_kw),
+            g_scale,
+            rtol,
+            atol,
+            "gradient",
+            where,
+        )
         count("sigmoid_focal_loss_grad (autograd)", "torch", dtype)
         if second is not None:
             rtol, atol = tolerance(dtype, "hess")
-            check(second.double().numpy(), focal_ref.sigmoid_focal_loss_hess(x64, y64, **ref_kw), h_scale, rtol, atol,
-                  "second derivative (double backward)", where)
+            check(
+                second.double().numpy(),
+                focal_ref.sigmoid_focal_loss_hess(x64, y64, **ref_kw),
+                h_scale,
+                rtol,
+                atol,
+                "second derivative (double backward)",
+                where,
+            )
             count("sigmoid_focal_loss_hess (double backward)", "torch", dtype)
         # the probability-input loss on sigma(x) of the same dtype
         p, p64 = torch_rounded(focal_ref.sigmoid_parts(x64, 0.0)[0], dtype)
         kw_b = _torch_kwargs(ft.binary_focal_loss, kwargs)
         out = ft.binary_focal_loss(p, y, **kw_b)
         ref_b = focal_ref.binary_focal_loss(p64, y64, **{k: v for k, v in kwargs.items() if k in kw_b})
-        check(out.detach().double().numpy(), dtype_max_ref(ref_b, dtype), None, *tolerance(dtype, "loss"),
-              "binary_focal_loss", where)
+        check(
+            out.detach().double().numpy(),
+            dtype_max_ref(ref_b, dtype),
+            None,
+            *tolerance(dtype, "loss"),
+            "binary_focal_loss",
+            where,
+        )
         count("binary_focal_loss", "torch", dtype)
 
     search()
@@ -497,8 +600,13 @@ def test_torch_fl_star(dtype):
     import focal_ref.torch as ft
 
     @examples(25)
-    @given(x=st.lists(logit_strategy(dtype), min_size=1, max_size=5), data=st.data(),
-           gamma=st.one_of(st.floats(1e-6, 1.0), st.floats(1.0, 8.0)), beta=st.floats(-5.0, 5.0), alpha=ALPHAS)
+    @given(
+        x=st.lists(logit_strategy(dtype), min_size=1, max_size=5),
+        data=st.data(),
+        gamma=st.one_of(st.floats(1e-6, 1.0), st.floats(1.0, 8.0)),
+        beta=st.floats(-5.0, 5.0),
+        alpha=ALPHAS,
+    )
     def search(x, data, gamma, beta, alpha):
         y = data.draw(st.lists(st.sampled_from([0.0, 1.0]), min_size=len(x), max_size=len(x)))
         xt, x64 = torch_rounded(x, dtype)
@@ -508,21 +616,43 @@ def test_torch_fl_star(dtype):
         xt.requires_grad_(True)
         loss = ft.sigmoid_focal_loss_star(xt, yt, **kw)
         ref = focal_ref.sigmoid_focal_loss_star(x64, y64, **kw)
-        check(loss.detach().double().numpy(), dtype_max_ref(ref, dtype), None, *tolerance(dtype, "loss"), "FL*", where)
+        check(
+            loss.detach().double().numpy(),
+            dtype_max_ref(ref, dtype),
+            None,
+            *tolerance(dtype, "loss"),
+            "FL*",
+            where,
+        )
         count("sigmoid_focal_loss_star", "torch", dtype)
         if np.any(np.abs(x64) > 1e300):
             return
         grad, second = _double_backward(ft.sigmoid_focal_loss_star(xt, yt, reduction="sum", **kw), xt)
         ref_grad = focal_ref.sigmoid_focal_loss_star_grad(x64, y64, **kw)
-        check(grad.detach().double().numpy(), ref_grad, np.abs(ref_grad), *tolerance(dtype, "grad"), "FL* gradient", where)
+        check(
+            grad.detach().double().numpy(),
+            ref_grad,
+            np.abs(ref_grad),
+            *tolerance(dtype, "grad"),
+            "FL* gradient",
+            where,
+        )
         count("sigmoid_focal_loss_star_grad (autograd)", "torch", dtype)
         if second is not None:
             ref_hess = focal_ref.sigmoid_focal_loss_star_hess(x64, y64, **kw)
-            # z = gamma x_t + beta is rounded in the dtype: the second derivative's relative error grows with |z|
+            # z = gamma x_t + beta is rounded in the dtype: the second derivative's relative error grows
+            # with |z|
             z = np.abs(gamma * x64) + abs(beta)
             rtol, atol = tolerance(dtype, "hess")
-            check(second.double().numpy(), ref_hess, np.abs(ref_hess) * (1.0 + z), rtol, atol,
-                  "FL* second derivative", where)
+            check(
+                second.double().numpy(),
+                ref_hess,
+                np.abs(ref_hess) * (1.0 + z),
+                rtol,
+                atol,
+                "FL* second derivative",
+                where,
+            )
             count("sigmoid_focal_loss_star_hess (double backward)", "torch", dtype)
 
     search()
@@ -531,7 +661,10 @@ def test_torch_fl_star(dtype):
 def _softmax_torch_inputs(x_np, t_np, kwargs, dtype):
     x, x64 = torch_rounded(x_np, dtype)
     if t_np.dtype.kind == "i":
-        t, t64 = torch.from_numpy(np.array(t_np, order="C")), t_np  # (ascontiguousarray makes a 0-d array 1-d)
+        t, t64 = (
+            torch.from_numpy(np.array(t_np, order="C")),
+            t_np,
+        )  # (ascontiguousarray makes a 0-d array 1-d)
     else:
         t, t64 = torch_rounded(t_np, dtype)
     kw = dict(kwargs)
@@ -552,12 +685,27 @@ def test_torch_softmax_family(dtype):
         x.requires_grad_(True)
         loss = ft.softmax_focal_loss(x, t, dim=axis, **kw)
         ref = focal_ref.softmax_focal_loss(x64, t64, axis=axis, **kw)
-        check(loss.detach().double().numpy(), dtype_max_ref(ref, dtype), None, *tolerance(dtype, "loss"), "loss", where)
+        check(
+            loss.detach().double().numpy(),
+            dtype_max_ref(ref, dtype),
+            None,
+            *tolerance(dtype, "loss"),
+            "loss",
+            where,
+        )
         count("softmax_focal_loss", "torch", dtype)
         for reduction in ("mean", "sum"):
             out = ft.softmax_focal_loss(x, t, dim=axis, reduction=reduction, **kw)
-            check(out.detach().double().numpy(), dtype_max_ref(focal_ref.softmax_focal_loss(
-                x64, t64, axis=axis, reduction=reduction, **kw), dtype), None, *tolerance(dtype, "loss"), reduction, where)
+            check(
+                out.detach().double().numpy(),
+                dtype_max_ref(
+                    focal_ref.softmax_focal_loss(x64, t64, axis=axis, reduction=reduction, **kw), dtype
+                ),
+                None,
+                *tolerance(dtype, "loss"),
+                reduction,
+                where,
+            )
         if x64.size == 0 or np.any(np.abs(x64) > 1e300) or not np.all(np.isfinite(ref)):
             return
         c = x64.shape[axis]
@@ -573,14 +721,24 @@ def test_torch_softmax_family(dtype):
             hess = focal_ref.softmax_focal_loss_hessian(x64, t64, axis=axis, **kw)
             scale = np.einsum("...jk,...k->...j", np.abs(hess), np.abs(np.moveaxis(v64, axis, -1)))
             scale = np.moveaxis(np.broadcast_to(scale.max(-1, keepdims=True), scale.shape), -1, axis)
-            check(hv.double().numpy(), ref_hv, scale, *tolerance(dtype, "hess"), "Hessian-vector product", where)
+            check(
+                hv.double().numpy(), ref_hv, scale, *tolerance(dtype, "hess"), "Hessian-vector product", where
+            )
             count("softmax_focal_loss_hvp (double backward)", "torch", dtype)
         # the probability-input loss on the softmax of the same rows
-        p, p64 = torch_rounded(np.moveaxis(np.exp(focal_ref.log_softmax_parts(x64, axis=axis)[0]), 0, 0), dtype)
+        p, p64 = torch_rounded(
+            np.moveaxis(np.exp(focal_ref.log_softmax_parts(x64, axis=axis)[0]), 0, 0), dtype
+        )
         out = ft.categorical_focal_loss(p, t, dim=axis, **kw)
         ref_c = focal_ref.categorical_focal_loss(p64, t64, axis=axis, **kw)
-        check(out.detach().double().numpy(), dtype_max_ref(ref_c, dtype), None, *tolerance(dtype, "loss"),
-              "categorical_focal_loss", where)
+        check(
+            out.detach().double().numpy(),
+            dtype_max_ref(ref_c, dtype),
+            None,
+            *tolerance(dtype, "loss"),
+            "categorical_focal_loss",
+            where,
+        )
         count("categorical_focal_loss", "torch", dtype)
 
     search()
@@ -605,7 +763,10 @@ def test_search_reaches_the_hard_regions():
     find(sigmoid_case(), lambda c: np.any((c[1] > 0) & (c[1] <= 1e-12)))
     find(sigmoid_case(), lambda c: np.any(np.abs(c[0]) >= 745.0))
     find(sigmoid_case(), lambda c: 0.0 < c[2]["gamma"] < 1.0 and c[3] == "2d-T")
-    find(sigmoid_case(), lambda c: c[2].get("ignore_index") is not None and np.all(c[1] == -1.0) and c[1].size > 0)
+    find(
+        sigmoid_case(),
+        lambda c: c[2].get("ignore_index") is not None and np.all(c[1] == -1.0) and c[1].size > 0,
+    )
     find(softmax_case(), lambda c: c[0].ndim == 3 and c[2]["axis"] == 1)
     find(softmax_case(), lambda c: np.moveaxis(c[0], c[2]["axis"], -1).shape[-1] > 500)
     find(softmax_case(), lambda c: c[1].dtype.kind == "f" and np.any((c[1] < 1) & (c[1] >= 1 - 1e-12)))
