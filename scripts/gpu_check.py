@@ -332,6 +332,13 @@ def main(argv: list[str] | None = None) -> int:
     if dry:
         agreement_args += ["--devices", "cpu", "--keras-backends", ""]
     run.command("agreement table", agreement_args, timeout=240, reserve=BENCH_RESERVE)
+    if (out / "agreement.json").exists():
+        agreement = json.loads((out / "agreement.json").read_text())
+        bad = len(agreement["disagreements"])
+        run.steps[-1]["detail"] = (
+            f"columns: {', '.join(agreement['columns'])}; {bad} disagreement(s)"
+            + "".join(f"; {note}" for note in agreement["notes"])
+        )
 
     for backend, proc, log, started in keras_jobs:
         try:
@@ -365,6 +372,14 @@ def main(argv: list[str] | None = None) -> int:
         bench += "--device cpu --sizes 2000 --softmax-shapes 2x19x8x8,64x80 --reps 1 --no-fused".split()
         bench += ["--sample-elements", "1"]
     run.command("benchmark", bench, timeout=300)
+    if (out / "bench.json").exists():
+        rows = json.loads((out / "bench.json").read_text())["rows"]
+        largest = max((row["elements"] for row in rows), default=0)
+        run.steps[-1]["detail"] = (
+            f"{sum('ms' in row for row in rows)} timings of "
+            f"{', '.join(sorted({row.get('loss', 'sigmoid') for row in rows}))}, "
+            f"up to {largest:.2g} elements"
+        )
     if dry:
         run.steps[-1]["detail"] = "CUDA sizes skipped (no device): a tiny CPU run; " + run.steps[-1]["detail"]
 
