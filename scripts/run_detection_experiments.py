@@ -16,14 +16,17 @@ RESULTS = Path(__file__).resolve().parent.parent / "book" / "tuning" / "results"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("experiment", choices=["wins", "grid"])
+    parser.add_argument("experiment", choices=["wins", "grid", "length"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--settings", nargs="+", default=list(sweeps.WINS_SETTINGS))
+    parser.add_argument("--steps", type=int, nargs="+", default=[900], help="length: training steps")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.experiment == "wins":
         items = sweeps.wins_configs(args.seeds, args.settings)
+    elif args.experiment == "length":
+        items = sweeps.length_configs(args.seeds, args.settings[-1], args.steps)
     else:
         items = sweeps.grid_configs(args.seeds)
     out = args.out or RESULTS / f"detection_{args.experiment}.json"

@@ -92,6 +92,25 @@ def grid_configs(seeds: Sequence[int], setting: str = "one_object") -> list[tupl
     ]
 
 
+def length_configs(
+    seeds: Sequence[int],
+    setting: str = "sparser",
+    steps: Sequence[int] = (900,),
+    losses: Sequence[tuple[float, float]] = ((2.0, 0.25), (0.0, 0.5), (0.0, 0.75)),
+) -> list[tuple[dict, DetectorConfig]]:
+    """(key, config) of longer runs of a few losses on one setting: does the ranking hold with length?"""
+    scenes, anchors = SETTINGS[setting]
+    return [
+        (
+            {"setting": setting, "ignore_band": True, "gamma": g, "alpha": a, "seed": s, "steps": n},
+            DetectorConfig(scenes=scenes, anchors=anchors, gamma=g, alpha=a, seed=s, steps=n),
+        )
+        for n in steps
+        for s in seeds
+        for g, a in losses
+    ]
+
+
 def _run_one(item: tuple[dict, DetectorConfig]) -> dict:
     key, config = item
     result = train_detector(config)
