@@ -11,7 +11,21 @@ functions gives finite gradients for every finite logit and every gamma >= 0, ga
 dtypes: float16/bfloat16 inputs are computed in float32 inside and the result is cast back to the
 input dtype; float32/float64 are computed as given; integer or bool inputs are cast to ``keras.config.floatx()``.
 On the JAX backend float64 needs JAX's x64 mode (``JAX_ENABLE_X64=1``); without it JAX itself stores
-float64 input as float32, and everything is computed in float32.
+float64 input as float32, and everything is computed in float32. Python numbers and lists of floats are
+converted to ``keras.config.floatx()`` on every backend (as Keras does), NumPy arrays keep their dtype.
+``tf.Variable``, ``keras.Variable``, JAX arrays and torch tensors are accepted on their backend.
+
+Upstream fault (Keras 3.15, torch backend): a Loss class built with ``dtype="float64"`` returns its
+``"sum_over_batch_size"``/``"mean"`` reduction as float32, because Keras's reduction divides with
+``ops.divide_no_nan``, which on the torch backend promotes float64 with a Python float to float32. The
+per-sample values (``reduction="none"``) and ``"sum"`` stay float64; TensorFlow and JAX keep float64.
+
+Second derivatives: the focal factor (1 - p_t)^gamma is taken with its logarithm computed from the logits
+in log space (softplus, log-softmax), so autodiff of every order (nested GradientTape, double backward,
+``jax.hessian``, forward mode) stays finite at saturated logits and for every gamma >= 0. The
+probability-input losses take integer gamma as products; for non-integer gamma in float32 their gradient
+at an easy example loses the term gamma m^(gamma-1) CE once m^gamma CE (about p^(gamma+1) for a negative
+of probability p) falls below float32's smallest normal number (1.2e-38).
 
 Where the logits' spread exceeds the dtype's range (|x_i - x_j| > 3.4e38 in float32) the softmax loss is
 inf, the rounded true value, and its gradient is not finite; every other finite input gives finite values.
@@ -28,8 +42,11 @@ Each class's ``call`` returns one value per sample, as Keras's own losses do, an
 * :class:`BinaryFocalLoss` returns the elementwise loss averaged over the last axis (as
   ``keras.losses.BinaryCrossentropy`` does). So ``"sum_over_batch_size"`` (or ``"mean"``) equals the
   reference's ``reduction="mean"`` over all elements, and ``"sum"`` equals the reference's
-  ``reduction="sum"`` divided by the size of the last axis. Like Keras, a rank-1 ``y_pred`` of shape
-  ``(n,)`` is one sample of n labels; use shape ``(n, 1)`` for n samples.
+  ``reduction="sum"`` divided by the size of the last axis. Shapes follow Keras's
+  ``squeeze_or_expand_to_same_rank``: labels of shape ``(n,)`` with predictions of shape ``(n, 1)`` (a
+  ``Dense(1)`` output) are n samples, so ``sample_weight``, ``class_weight`` and ``reduction`` act per
+  sample exactly as in ``keras.losses.BinaryFocalCrossentropy``; a rank-1 pair ``(n,)``, ``(n,)`` is one
+  sample of n labels, as in Keras.
 * :class:`CategoricalFocalLoss` and :class:`SparseCategoricalFocalLoss` return the reference's per-sample
   values, so ``"sum_over_batch_size"`` equals the reference's ``"mean"`` and ``"sum"`` its ``"sum"``.
   With ``ignore_index`` the ignored samples give 0 and are left out of the ``"sum_over_batch_size"`` /
@@ -47,6 +64,7 @@ import numbers
 import keras
 import numpy as np
 from keras import ops
+from keras.src.backend.common.masking import set_keras_mask  # what Keras's own losses use (no public alias)
 
 from ._checks import (
     check_axis,
@@ -90,9 +108,31 @@ def _is_integer(dtype: str) -> bool:
     return dtype.startswith("int") or dtype.startswith("uint")
 
 
+def _read_variable(value):
+    """A tensor from a keras.Variable or a tf.Variable (ops.moveaxis and friends reject a tf.Variable)."""
+    if isinstance(value, keras.Variable):
+        value = value.value  # on TensorFlow, a tf.Variable
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        if isinstance(value, tf.Variable):
+            return tf.convert_to_tensor(value)  # a read: differentiable, also under a GradientTape
+    return value
+
+
 def _to_tensor(value, name: str):
+    value = _read_variable(value)
+    dtype = None
+    if not hasattr(value, "dtype"):  # Python numbers and (nested) lists: floats become floatx, as in Keras
+        try:
+            value = np.asarray(value)
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"{name} must be an array of real numbers: {error}") from None
+        if value.dtype.kind == "f":
+            dtype = keras.config.floatx()
     # A NumPy array keeps its dtype (the torch backend would otherwise turn float64 into floatx).
-    dtype = value.dtype.name if isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind in "biuf" else None
+    if dtype is None and isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind in "biuf":
+        dtype = value.dtype.name
     try:
         tensor = ops.convert_to_tensor(value, dtype=dtype)
     except (TypeError, ValueError) as error:
@@ -183,24 +223,55 @@ def _sigmoid(z):
     return ops.where(nonneg, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
-def _power(m, gamma: float):
-    """m**gamma for m in [0, 1] with a finite gradient at m = 0 for every gamma >= 0.
+def _smooth_power(m, log_m, gamma: float):
+    """m**gamma from m and log m, with finite derivatives of every order wherever log m is smooth.
 
-    Autodiff of m**gamma at m = 0 gives gamma * 0**(gamma-1) * dm = inf * 0 = NaN for gamma < 1
-    (m = 0 when p_t rounds to 1), and for a tiny m > 0 and small gamma m**(gamma-1) overflows. So the
-    value is pow(m, gamma) (accurate), but the gradient flows through exp(gamma * log m), whose backward
-    pass forms (upstream * m**gamma) / m and never m**(gamma-1); v - stop_gradient(v) adds exactly 0.
-    Where m = 0 the result is the constant 0, and the log sees 1 (so no inf enters either branch).
+    The value is pow(m, gamma) (accurate: exp(gamma * log m) would carry |gamma log m| ulps). Derivatives
+    flow through exp(gamma * (log m - stop_gradient(log m))), which equals 1 in value, so the n-th
+    derivative is pow(m, gamma) times that of exp(gamma L) / exp(gamma L0): the chain rule never divides by
+    m. Callers pass log m computed in log space from the logits (softplus, log-softmax), whose derivatives
+    of every order are finite; so are those of m**gamma, for every gamma >= 0 (gamma < 1 included) and
+    at saturated logits, where m underflows (autodiff of exp(gamma log m) with log m = log(m) would form
+    1/m**2 there: NaN second derivatives). A non-finite log m (a logit spread beyond the dtype's range)
+    contributes no derivative.
     """
     if gamma == 0.0:
         return ops.ones_like(m)
-    positive = m > 0
-    safe = ops.where(positive, m, 1.0)
-    via_log = ops.exp(gamma * ops.log(safe))
     # gamma as a tensor of m's dtype: the torch backend would make a Python float a float32 exponent.
     exponent = ops.convert_to_tensor(gamma, dtype=m.dtype)
-    value = ops.stop_gradient(ops.power(safe, exponent)) + (via_log - ops.stop_gradient(via_log))
-    return ops.where(positive, value, 0.0)
+    value = ops.stop_gradient(ops.power(ops.where(m > 0, m, 0.0), exponent))  # not ops.maximum: float32 on torch
+    log_m = ops.where(ops.isfinite(log_m), log_m, 0.0)
+    return value * ops.exp(gamma * (log_m - ops.stop_gradient(log_m)))
+
+
+def _power(m, gamma: float):
+    """m**gamma for a probability-derived m in [0, 1] (the probability-input losses).
+
+    Integer gamma: repeated products (derivatives of every order finite everywhere, m = 0 included, and
+    no intermediate smaller than the result's terms). Other gamma: :func:`_smooth_power` with log m =
+    log(m); where m = 0 the result is the constant 0 (the log sees 1), since d(m**gamma)/dm is infinite
+    there for gamma < 1 while the loss's (m**gamma times a CE that vanishes with m) is 0.
+    """
+    if gamma == 0.0:
+        return ops.ones_like(m)
+    if float(gamma).is_integer() and gamma <= 64:
+        result, base, n = None, m, int(gamma)
+        while n:
+            if n & 1:
+                result = base if result is None else result * base
+            n >>= 1
+            if n:
+                base = base * base
+        return result
+    positive = m > 0
+    safe = ops.where(positive, m, 1.0)
+    return ops.where(positive, _smooth_power(safe, ops.log(safe), gamma), 0.0)
+
+
+def _logaddexp(a, b):
+    """log(e^a + e^b), one smooth formula per branch (derivatives of every order; ties split evenly)."""
+    e, nonneg = _exp_neg_abs(a - b)
+    return ops.where(nonneg, a, b) + ops.log1p(e)
 
 
 def _binary_alpha_t(alpha, y):
@@ -208,11 +279,21 @@ def _binary_alpha_t(alpha, y):
 
 
 def _sigmoid_parts(x, y):
-    """CE and m = 1 - p_t: -log p = softplus(-x), -log(1-p) = softplus(x), m = y q + (1-y) p (no cancellation)."""
+    """CE, m = 1 - p_t and log m, all from the logits in log space (no cancellation, no log of a rounded m).
+
+    -log p = softplus(-x), -log(1-p) = softplus(x), m = y q + (1-y) p with q = 1 - p = sigma(-x);
+    log m = log q (y = 1), log p (y = 0), else logaddexp(log y + log q, log(1-y) + log p).
+    """
     p, q = _sigmoid(x), _sigmoid(-x)
-    ce = y * _softplus(-x) + (1.0 - y) * _softplus(x)
+    sp_neg, sp_pos = _softplus(-x), _softplus(x)
+    ce = y * sp_neg + (1.0 - y) * sp_pos
     m = y * q + (1.0 - y) * p
-    return ce, m
+    positive, negative = y >= 1.0, y <= 0.0
+    soft = ops.logical_not(ops.logical_or(positive, negative))
+    y_soft = ops.where(soft, y, 0.5)  # keeps log(0) and its infinite derivative out of the unused branch
+    log_m_soft = _logaddexp(ops.log(y_soft) - sp_pos, ops.log(1.0 - y_soft) - sp_neg)
+    log_m = ops.where(positive, -sp_pos, ops.where(negative, -sp_neg, log_m_soft))
+    return ce, m, log_m
 
 
 def _sigmoid_inputs(logits, targets, alpha, gamma, validate):
@@ -252,8 +333,8 @@ def sigmoid_focal_loss(logits, targets, *, alpha=0.25, gamma=2.0, reduction="non
     """
     reduction = check_reduction(reduction)
     x, y, alpha, gamma, out_dtype = _sigmoid_inputs(logits, targets, alpha, gamma, validate)
-    ce, m = _sigmoid_parts(x, y)
-    loss = _binary_alpha_t(alpha, y) * _power(m, gamma) * ce
+    ce, m, log_m = _sigmoid_parts(x, y)
+    loss = _binary_alpha_t(alpha, y) * _smooth_power(m, log_m, gamma) * ce
     return ops.cast(_reduce(loss, reduction), out_dtype)
 
 
@@ -322,6 +403,11 @@ def _class_targets(targets, values, axis: int, ignore_index, name: str, validate
             raise TypeError(
                 f"targets of shape {_shape(raw)} are class indices and must be integers, got dtype {_dtype(raw)}"
             )
+        if _dtype(raw) in ("uint8", "int8", "uint16", "int16"):
+            # compare in a dtype that holds both: in uint8, ignore_index=-100 would wrap to 156, a class
+            raw = ops.cast(raw, "int32")
+        elif _dtype(raw) in ("uint32", "uint64"):
+            raw = ops.cast(raw, "int64")
         keep = ops.ones_like(raw, dtype="bool") if ignore_index is None else ops.not_equal(raw, ignore_index)
         if validate:
             bad = ops.logical_and(keep, ops.logical_or(raw < 0, raw >= num_classes))
@@ -357,7 +443,17 @@ def _log_softmax_parts(x):
     log1p_s = ops.log1p(s)
     log_p = ops.where(is_max, -log1p_s, shifted - log1p_s)
     one_minus_p = ops.where(is_max, s / (1.0 + s), -ops.expm1(log_p))
-    return log_p, one_minus_p
+    if num_classes == 1:  # p = 1: log(1 - p) = -inf, which _smooth_power treats as no derivative
+        return log_p, one_minus_p, ops.full_like(log_p, -np.inf)
+    # log(1 - p_k) = log s - log1p(s), with log s a log-sum-exp over the other classes (finite even where s
+    # underflows); the others have p_c <= 1/2, so log1p(-p_c) is accurate and smooth.
+    others = ops.where(is_max, -np.inf, shifted)
+    top = ops.stop_gradient(ops.max(others, axis=-1, keepdims=True))
+    top = ops.where(ops.isfinite(top), top, 0.0)
+    centred = ops.exp(ops.where(is_max, top, shifted) - top)
+    log_s = top + ops.log(ops.sum(ops.where(is_max, 0.0, centred), axis=-1, keepdims=True))
+    log_one_minus_p = ops.where(is_max, log_s - log1p_s, ops.log1p(-ops.exp(ops.where(is_max, -1.0, log_p))))
+    return log_p, one_minus_p, log_one_minus_p
 
 
 def _softmax_weights(values, targets, alpha, gamma, axis, ignore_index, name, validate):
@@ -403,11 +499,12 @@ def softmax_focal_loss(
     w, count, gamma, axis = _softmax_weights(x, targets, alpha, gamma, axis, ignore_index, "logits", validate)
     if validate:
         _check_finite(x, "logits")
-    log_p, one_minus_p = _log_softmax_parts(ops.moveaxis(x, axis, -1))
+    log_p, one_minus_p, log_one_minus_p = _log_softmax_parts(ops.moveaxis(x, axis, -1))
     # Only classes with weight w_c > 0 enter (exact sums for one-hot targets). log p_c is -inf only when the
     # logits' spread overflows the dtype; masking it inside too keeps 0 * inf out of the gradient.
     used = w > 0
-    terms = ops.where(used, w * _power(one_minus_p, gamma) * -ops.where(used, log_p, 0.0), 0.0)
+    focal = _smooth_power(one_minus_p, log_one_minus_p, gamma)
+    terms = ops.where(used, w * focal * -ops.where(used, log_p, 0.0), 0.0)
     return ops.cast(_reduce(ops.sum(terms, axis=-1), reduction, count), out_dtype)
 
 
@@ -456,13 +553,30 @@ def _alpha_config(alpha):
     return list(alpha) if isinstance(alpha, tuple) else alpha
 
 
+def _stacked(value):
+    """One tensor from a (nested) list: Loss.__call__ converts a Python list leaf by leaf."""
+    if isinstance(value, (list, tuple)):
+        return ops.stack([_stacked(v) for v in value])
+    return value
+
+
 def _squeeze_or_expand(y_true, y_pred):
-    """Keras's rule: if the ranks differ by one and the longer has a last axis of 1, drop that axis."""
+    """Keras's ``squeeze_or_expand_to_same_rank`` (keras/src/losses/loss.py), as its built-in losses use it.
+
+    If the ranks differ by one and the longer has a last axis of 1: a rank-1 shorter one gains that axis
+    (labels (n,) against a Dense(1) output (n, 1) are n samples), otherwise the longer loses it.
+    """
     t, p = len(_shape(y_true)), len(_shape(y_pred))
     if t == p + 1 and _shape(y_true)[-1] == 1:
-        y_true = ops.squeeze(y_true, axis=-1)
+        if p == 1:
+            y_pred = ops.expand_dims(y_pred, -1)
+        else:
+            y_true = ops.squeeze(y_true, axis=-1)
     elif p == t + 1 and _shape(y_pred)[-1] == 1:
-        y_pred = ops.squeeze(y_pred, axis=-1)
+        if t == 1:
+            y_true = ops.expand_dims(y_true, -1)
+        else:
+            y_pred = ops.squeeze(y_pred, axis=-1)
     return y_true, y_pred
 
 
@@ -491,7 +605,7 @@ class BinaryFocalLoss(keras.losses.Loss):
         self.from_logits = bool(from_logits)
 
     def call(self, y_true, y_pred):
-        y_true, y_pred = _squeeze_or_expand(y_true, y_pred)
+        y_true, y_pred = _squeeze_or_expand(_stacked(y_true), _stacked(y_pred))
         fn = sigmoid_focal_loss if self.from_logits else binary_focal_loss
         loss = fn(y_pred, y_true, alpha=self.alpha, gamma=self.gamma)
         # sum / n, not ops.mean: Keras 3.15's torch backend computes ops.mean of float64 in float32.
@@ -534,7 +648,7 @@ class CategoricalFocalLoss(keras.losses.Loss):
         return softmax_focal_loss if self.from_logits else categorical_focal_loss
 
     def call(self, y_true, y_pred):
-        return self._fn()(y_pred, y_true, alpha=self.alpha, gamma=self.gamma, axis=self.axis)
+        return self._fn()(_stacked(y_pred), _stacked(y_true), alpha=self.alpha, gamma=self.gamma, axis=self.axis)
 
     def get_config(self):
         config = super().get_config()
@@ -549,6 +663,8 @@ class SparseCategoricalFocalLoss(CategoricalFocalLoss):
     ``y_true`` has the shape of ``y_pred`` without the class axis (a trailing axis of size 1 is dropped,
     as Keras does). Samples labelled ``ignore_index`` give 0 and are left out of the
     ``"sum_over_batch_size"``/``"mean"`` denominator, so that reduction equals the reference's ``"mean"``.
+    They are marked as Keras's ``ignore_class`` marks them, with a Keras mask on the per-sample loss, so a
+    mask on ``y_pred`` (``Embedding(mask_zero=True)``) and ``ignore_index`` together count each sample once.
     Other arguments as in :class:`CategoricalFocalLoss`.
     """
 
@@ -569,30 +685,17 @@ class SparseCategoricalFocalLoss(CategoricalFocalLoss):
         return ops.cast(y_true, "int32")
 
     def call(self, y_true, y_pred):
-        y_true = self._labels(y_true, y_pred)
-        return self._fn()(
+        y_pred = _stacked(y_pred)
+        y_true = self._labels(_stacked(y_true), y_pred)
+        loss = self._fn()(
             y_pred, y_true, alpha=self.alpha, gamma=self.gamma, axis=self.axis, ignore_index=self.ignore_index
         )
-
-    def __call__(self, y_true, y_pred, sample_weight=None):
-        mean_like = ("sum_over_batch_size", "mean", "mean_with_sample_weight")
-        if self.ignore_index is None or self.reduction not in mean_like:
-            return super().__call__(y_true, y_pred, sample_weight=sample_weight)
-        # Leave ignored samples out of the denominator, as Keras's ignore_class mask does: weight kept
-        # samples by total/valid (mean-like reductions divide by the total number of samples).
-        y_pred_t = ops.convert_to_tensor(y_pred)
-        keep = ops.cast(ops.not_equal(self._labels(y_true, y_pred_t), self.ignore_index), self.dtype)
-        if self.reduction == "mean_with_sample_weight":
-            weight = keep
-        else:
-            total = ops.cast(ops.size(keep), self.dtype)
-            weight = keep * (total / ops.maximum(ops.sum(keep), 1.0))
-        if sample_weight is not None:
-            sample_weight = ops.convert_to_tensor(sample_weight, dtype=self.dtype)
-            while len(_shape(sample_weight)) < len(_shape(weight)):
-                sample_weight = ops.expand_dims(sample_weight, -1)
-            weight = weight * sample_weight
-        return super().__call__(y_true, y_pred, sample_weight=weight)
+        if self.ignore_index is not None:
+            # As Keras's ignore_class: the ignored samples become a Keras mask on the per-sample loss, which
+            # Loss.__call__ combines (logical and) with any mask on y_pred (Embedding(mask_zero=True)) and
+            # applies once: a mean-like reduction then divides by the number of samples kept by both.
+            set_keras_mask(loss, mask=ops.not_equal(y_true, self.ignore_index))
+        return loss
 
     def get_config(self):
         config = super().get_config()
