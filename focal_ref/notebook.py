@@ -297,6 +297,12 @@ def summary_table(reports: dict) -> Table:
 # code: the package's own source, shown without its docstring
 
 
+def _plain(text: str) -> str:
+    """reST inline markup as plain text: ``:func:`name``` and ````code```` become ``name`` and ``code``."""
+    text = re.sub(r":[a-z]+(?::[a-z]+)?:`~?([^`]+)`", r"\1", text)
+    return re.sub(r"``([^`]+)``", r"\1", text)
+
+
 def source_code(obj, *, docstring: bool = False) -> str:
     """The source of a function or class as it is in the package, without its docstring (which holds
     reST markup a page would show raw) unless ``docstring`` is true; its first line is kept as a comment.
@@ -315,7 +321,7 @@ def source_code(obj, *, docstring: bool = False) -> str:
     if not (is_doc and isinstance(first.value.value, str)):
         return source.rstrip() + "\n"
     lines = source.splitlines()
-    summary = first.value.value.strip().splitlines()[0].strip()
+    summary = _plain(first.value.value.strip().splitlines()[0].strip())
     indent = re.match(r"\s*", lines[first.lineno - 1]).group(0)
     kept = lines[: first.lineno - 1] + [f"{indent}# {summary}"] + lines[first.end_lineno :]
     return "\n".join(kept).rstrip() + "\n"

@@ -174,3 +174,12 @@ def test_long_text_cells_wrap_at_a_readable_width():
 def test_every_cell_names_its_column_for_the_phone_layout():
     page = notebook.Table(["a b", "c"], [["x", 1.5]])._repr_html_()
     assert 'data-label="a b">x</td>' in page and 'data-label="c">1.5</td>' in page
+
+
+def test_the_kept_docstring_line_has_no_rest_markup():
+    def fn():
+        """Derivative of :func:`focal_ref.sigmoid_focal_loss` (reduction ``"none"``), see :math:`x`."""
+        return 1
+
+    first = notebook.source_code(fn).splitlines()[1].strip()
+    assert first == '# Derivative of focal_ref.sigmoid_focal_loss (reduction "none"), see x.'
