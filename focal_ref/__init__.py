@@ -14,6 +14,7 @@ from ._hessian import (
     softmax_focal_loss_hvp,
 )
 from ._parts import log_softmax_parts, sigmoid_parts
+from ._prob_grad import binary_focal_loss_grad, categorical_focal_loss_grad
 from ._reference import (
     binary_focal_loss,
     categorical_focal_loss,
@@ -29,7 +30,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "binary_focal_loss",
+    "binary_focal_loss_grad",
     "categorical_focal_loss",
+    "categorical_focal_loss_grad",
     "log_softmax_parts",
     "sigmoid_focal_loss",
     "sigmoid_focal_loss_grad",

@@ -202,13 +202,18 @@ def _weighted_errors():
 
 @functools.cache
 def _binary_errors():
-    loss = _Errors()
+    """The loss, and its derivative with respect to p (true values beyond the float64 range, 1/p at a
+    subnormal p, must come out as the infinity they round to)."""
+    loss, grad = _Errors(), _Errors()
     for p, y, alpha, gamma in _binary_battery():
-        for pi, yi, li in zip(
-            p, y, focal_ref.binary_focal_loss(p, y, alpha=alpha, gamma=gamma), strict=False
-        ):
+        ref_loss = focal_ref.binary_focal_loss(p, y, alpha=alpha, gamma=gamma)
+        ref_grad = focal_ref.binary_focal_loss_grad(p, y, alpha=alpha, gamma=gamma)
+        for pi, yi, li, gi in zip(p, y, ref_loss, ref_grad, strict=True):
             loss.add(li, mpr.binary_fl(pi, yi, alpha, gamma))
-    return {"binary_focal_loss": loss.result()}
+            true, scale = mpr.binary_fl_grad(pi, yi, alpha, gamma)
+            true = mpr.rounded_overflow(true)
+            grad.add(gi, true, 1.0 if mpr.mp.isinf(true) else scale)
+    return {"binary_focal_loss": loss.result(), "binary_focal_loss_grad": grad.result()}
 
 
 @functools.cache
@@ -293,12 +298,18 @@ def _softmax_errors():
 
 @functools.cache
 def _categorical_errors():
-    loss = _Errors()
+    loss, grad = _Errors(), _Errors()
     for probs, targets, alpha, gamma in _categorical_battery():
-        ref_loss = focal_ref.categorical_focal_loss(probs, targets, alpha=_alpha_arg(alpha), gamma=gamma)
-        for row, target, li in zip(probs, targets, ref_loss, strict=False):
+        kwargs = dict(alpha=_alpha_arg(alpha), gamma=gamma)
+        ref_loss = focal_ref.categorical_focal_loss(probs, targets, **kwargs)
+        ref_grad = focal_ref.categorical_focal_loss_grad(probs, targets, **kwargs)
+        for row, target, li, grow in zip(probs, targets, ref_loss, ref_grad, strict=True):
             loss.add(li, mpr.categorical_fl(row, target, alpha, gamma))
-    return {"categorical_focal_loss": loss.result()}
+            true = [mpr.rounded_overflow(t) for t in mpr.categorical_fl_grad(row, target, alpha, gamma)]
+            # each component is one class's two terms of one sign: relative to |true| itself
+            worst = max(range(len(true)), key=lambda j: mpr.relative_error(grow[j], true[j]))
+            grad.add(grow[worst], true[worst])
+    return {"categorical_focal_loss": loss.result(), "categorical_focal_loss_grad": grad.result()}
 
 
 _MEASURE = {
@@ -306,6 +317,7 @@ _MEASURE = {
     "sigmoid_focal_loss_grad": _sigmoid_errors,
     "sigmoid_focal_loss_hess": _sigmoid_hess_errors,
     "binary_focal_loss": _binary_errors,
+    "binary_focal_loss_grad": _binary_errors,
     "sigmoid_focal_loss[weights]": _weighted_errors,
     "sigmoid_focal_loss_grad[weights]": _weighted_errors,
     "sigmoid_focal_loss_hess[weights]": _weighted_errors,
@@ -318,6 +330,7 @@ _MEASURE = {
     "softmax_focal_loss_hessian": _softmax_hessian_errors,
     "softmax_focal_loss_hvp": _softmax_hessian_errors,
     "categorical_focal_loss": _categorical_errors,
+    "categorical_focal_loss_grad": _categorical_errors,
 }
 
 

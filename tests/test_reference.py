@@ -1265,3 +1265,28 @@ def test_bad_input_issue_13(case):
     call, error, message = BAD_INPUT_13[case]
     with pytest.raises(error, match=message):
         call()
+
+
+def test_probability_gradients_finite_where_true_value_is():
+    """d FL / dp at a subnormal p: finite where the true value is (alpha_t / p with alpha_t = .25 stays below
+    the float64 range for p >= 1.4e-309), the rounded infinity where it is not; gamma < 1 at p_t -> 1 is
+    finite (no (1-p_t)^(gamma-1)). The issue saw -inf from the frameworks' autograd at subnormal p."""
+    g = focal_ref.binary_focal_loss_grad(
+        [2e-308, 4e-309, 1e-310, 1.0 - 2.0**-53], [1.0, 1.0, 1.0, 1.0], gamma=0.5
+    )
+    assert mpr.relative_error(g[0], mpr.binary_fl_grad(2e-308, 1.0, 0.25, 0.5)[0]) <= 1e-14
+    assert mpr.relative_error(g[1], mpr.binary_fl_grad(4e-309, 1.0, 0.25, 0.5)[0]) <= 1e-14
+    assert g[2] == -math.inf and np.isfinite(g[3])
+    c = focal_ref.categorical_focal_loss_grad(
+        [[4e-309, 1.0 - 4e-309], [1.0, 0.0]], [0, 0], alpha=0.25, gamma=0.5
+    )
+    assert np.isfinite(c[0, 0]) and c[0, 1] == 0.0 and np.isfinite(c[1, 0])
+    assert mpr.relative_error(c[0, 0], mpr.categorical_fl_grad([4e-309, 1.0], 0, 0.25, 0.5)[0]) <= 1e-14
+    # p = 0 on a weighted positive: the loss is +inf, its derivative -inf (not NaN), also for a tiny soft
+    # target
+    assert focal_ref.binary_focal_loss_grad([0.0, 0.0], [1.0, 1e-200], alpha=None).tolist() == [
+        -math.inf,
+        -math.inf,
+    ]
+    assert focal_ref.binary_focal_loss_grad(1.0, 0.0, alpha=None) == math.inf
+    assert focal_ref.binary_focal_loss_grad(1.0, 0.0, alpha=1.0) == 0.0  # weighted by 0

@@ -265,6 +265,22 @@ def check(out, ref, scale, rtol, atol, what: str, case) -> None:
         )
 
 
+def binary_grad_scale(p, y, kwargs):
+    """A probability gradient's scale: the sum of its terms' |values|,
+    w alpha_t m^gamma [gamma CE/m + w_+ y/p + (1-y)/(1-p)] (a soft label cancels them)."""
+    alpha, gamma = kwargs.get("alpha", 0.25), kwargs.get("gamma", 2.0)
+    y = np.where(y < 0, 0.0, y)  # ignored elements: their gradient is 0 anyway
+    w = 1.0 if kwargs.get("weight") is None else kwargs["weight"]
+    pw = 1.0 if kwargs.get("pos_weight") is None else kwargs["pos_weight"]
+    a = 1.0 if alpha is None else alpha * y + (1 - alpha) * (1 - y)
+    m = y * (1 - p) + (1 - y) * p
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        ce = -(pw * y * np.log(p) + (1 - y) * np.log1p(-p))
+        terms = gamma * np.where(m > 0, ce / m, 1.0) + pw * y / p + (1 - y) / (1 - p)
+        scale = np.abs(w * a * m**gamma * terms)
+    return np.where(np.isfinite(scale), scale, 0.0)
+
+
 def sigmoid_scales(x, y, kwargs):
     """(grad scale, hess scale): the reference's chain-rule terms in absolute value, where a soft label's
     derivative passes through 0 and no relative error is possible."""
@@ -591,6 +607,20 @@ def test_torch_sigmoid_family(dtype):
             where,
         )
         count("binary_focal_loss", "torch", dtype)
+        if p64.size and np.all(np.isfinite(ref_b)):
+            p.requires_grad_(True)
+            (grad_p,) = torch.autograd.grad(ft.binary_focal_loss(p, y, reduction="sum", **kw_b), p)
+            ref_kw_b = {k: v for k, v in kwargs.items() if k in kw_b}
+            ref_gp = focal_ref.binary_focal_loss_grad(p64, y64, **ref_kw_b)
+            check(
+                grad_p.double().numpy(),
+                dtype_max_ref(ref_gp, dtype),
+                binary_grad_scale(p64, y64, ref_kw_b),
+                *tolerance(dtype, "grad"),
+                "binary_focal_loss gradient wrt probs",
+                where,
+            )
+            count("binary_focal_loss_grad (autograd wrt probs)", "torch", dtype)
 
     search()
 
