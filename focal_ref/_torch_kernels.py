@@ -255,6 +255,7 @@ def softmax_index_kernel(
     gamma: float,
     dim: int,
     need_grad: bool,
+    scale: float = 1.0,
 ) -> Pair:
     """Class-index targets: FL = -alpha_t u_t^gamma log p_t; dFL/dx_j = wg_t p_j for j != t, -wg_t u_t at t.
 
@@ -265,6 +266,7 @@ def softmax_index_kernel(
     (p at t set to 0 first), so it keeps full relative accuracy as p_t -> 1, and log p_t = log1p(-u_t)
     there (log_softmax's own log p_t rounds to 0 first); below p_t = 1/2 log_softmax's value is exact.
     The same buffer becomes D: no copy to move the class axis, five passes over the logits' size.
+    ``scale`` multiplies the loss and D (the mean's 1/N, folded into the per-sample weight).
     """
     safe, alpha_t = index_weights(index, alpha, ignore_index, x)
     t = safe.unsqueeze(dim)
@@ -276,6 +278,8 @@ def softmax_index_kernel(
     log_p_t = torch.where(u_t < 0.5, torch.log1p(-u_t), log_p_t)
     u_gamma = power(u_t, gamma)
     weight = alpha_t.unsqueeze(dim) if u_gamma is None else u_gamma * alpha_t.unsqueeze(dim)
+    if scale != 1.0:
+        weight = weight * scale
     loss = (weight * log_p_t).neg_().add_(0.0).squeeze(dim)
     if not need_grad:
         return loss, None

@@ -68,9 +68,13 @@ def _elementwise(
 
 def _per_sample(x: torch.Tensor, target: torch.Tensor, reduction: str, keep, **params: Any) -> torch.Tensor:
     """A per-sample (softmax) loss, reduced (summed in float64 inside the Function), in the input's dtype."""
-    loss = _ag.apply(x, target, _ag.Spec(summed=reduction != "none", **params))
-    if reduction == "mean":
-        samples = x.numel() // max(x.shape[params["dim"]], 1)
+    samples = x.numel() // max(x.shape[params["dim"]], 1)
+    folded = (
+        reduction == "mean" and keep is None and params["kind"] == "indices" and params["family"] == "softmax"
+    )
+    scale = 1.0 / max(samples, 1) if folded else 1.0
+    loss = _ag.apply(x, target, _ag.Spec(summed=reduction != "none", scale=scale, **params))
+    if reduction == "mean" and not folded:
         count = max(samples, 1) if keep is None else keep.sum().clamp_min(1)
         loss = loss / count  # 0 / 1 = 0 when every sample is ignored
     return loss.to(x.dtype)

@@ -294,3 +294,25 @@ def test_no_grad_and_inference_compute_no_derivative():
         warnings.simplefilter("error")
         with torch.inference_mode():
             ft.softmax_focal_loss(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]))
+
+
+def test_keep_nothing_path_recomputes_the_same_gradient():
+    """Spec(keep_grad=False): no derivative kept (0 bytes beyond the inputs); backward recomputes it."""
+    import dataclasses
+
+    import focal_ref._torch_autograd as ag
+
+    x = torch.randn(40, 5, dtype=torch.float64) * 4
+    index = torch.randint(0, 5, (40,))
+    y = torch.rand(40, 5, dtype=torch.float64)
+    for family, target, kw in (("softmax", index, dict(kind="indices", dim=1)), ("sigmoid", y, {})):
+        spec = ag.Spec(family, gamma=0.5, summed=True, **kw)
+        leaf = x.clone().requires_grad_(True)
+        ag.apply(leaf, target, spec).backward()
+        lazy = x.clone().requires_grad_(True)
+        assert (
+            _kept(lambda v: ag.apply(v, target, dataclasses.replace(spec, keep_grad=False)), lazy, target)
+            == 0
+        )
+        ag.apply(lazy, target, dataclasses.replace(spec, keep_grad=False)).backward()
+        torch.testing.assert_close(lazy.grad, leaf.grad, rtol=0, atol=0)
