@@ -295,6 +295,27 @@ def sigmoid_scales(x, y, kwargs):
     return grad, hess
 
 
+def softmax_scales(x64, t64, kw, v64):
+    """(gradient scale, HVP scale), shaped like the logits: per row, the largest of the reference's |values|
+    and the sums of |terms| it adds (p_j sum_c w_c g_c + w_j g_j u_j for the gradient; sum_c |a_c| |v_c|
+    |v_c . v| + S |K| |v| for H v), where a symmetric row makes the value 0 and no relative error exists."""
+    from focal_ref._hessian import _softmax_pieces
+
+    axis = kw["axis"]
+    t, v, a, s, k_matrix = _softmax_pieces(
+        x64, t64, kw.get("alpha"), kw["gamma"], axis, kw.get("ignore_index")
+    )
+    g_terms = t.p * t.wg.sum(-1, keepdims=True) + t.wg * t.u
+    direction = np.abs(np.moveaxis(v64, axis, -1))
+    h_terms = np.einsum(
+        "...c,...cj,...c->...j", np.abs(a), np.abs(v), np.einsum("...ck,...k->...c", np.abs(v), direction)
+    )
+    h_terms = h_terms + np.abs(s)[..., None] * np.einsum("...jk,...k->...j", np.abs(k_matrix), direction)
+    g_scale = np.broadcast_to(g_terms.max(-1, keepdims=True), g_terms.shape)
+    h_scale = np.broadcast_to(h_terms.max(-1, keepdims=True), h_terms.shape)
+    return np.moveaxis(g_scale, -1, axis), np.moveaxis(h_scale, -1, axis)
+
+
 def softmax_term_scales(row, target, kw):
     """(gradient scale, Hessian scale) of one softmax row: the largest sum of |terms| the reference adds,
     times
@@ -742,7 +763,8 @@ def test_torch_softmax_family(dtype):
         v = torch.cos(torch.arange(x.numel(), dtype=torch.float64)).reshape(x.shape).to(x.dtype)
         grad, hv = _double_backward(ft.softmax_focal_loss(x, t, dim=axis, reduction="sum", **kw), x, v)
         ref_grad = focal_ref.softmax_focal_loss_grad(x64, t64, axis=axis, **kw)
-        g_scale = np.max(np.abs(ref_grad), axis=axis, keepdims=True)
+        g_terms, h_terms = softmax_scales(x64, t64, dict(kw, axis=axis), v.double().numpy())
+        g_scale = np.maximum(np.max(np.abs(ref_grad), axis=axis, keepdims=True), g_terms)
         check(grad.detach().double().numpy(), ref_grad, g_scale, *tolerance(dtype, "grad"), "gradient", where)
         count("softmax_focal_loss_grad (autograd)", "torch", dtype)
         if hv is not None and c <= 64:
@@ -751,6 +773,7 @@ def test_torch_softmax_family(dtype):
             hess = focal_ref.softmax_focal_loss_hessian(x64, t64, axis=axis, **kw)
             scale = np.einsum("...jk,...k->...j", np.abs(hess), np.abs(np.moveaxis(v64, axis, -1)))
             scale = np.moveaxis(np.broadcast_to(scale.max(-1, keepdims=True), scale.shape), -1, axis)
+            scale = np.maximum(scale, h_terms)
             check(
                 hv.double().numpy(), ref_hv, scale, *tolerance(dtype, "hess"), "Hessian-vector product", where
             )
