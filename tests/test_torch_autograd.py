@@ -311,7 +311,11 @@ def test_keep_nothing_path_recomputes_the_same_gradient():
         ag.apply(leaf, target, spec).backward()
         lazy = x.clone().requires_grad_(True)
         assert (
-            _kept(lambda v: ag.apply(v, target, dataclasses.replace(spec, keep_grad=False)), lazy, target)
+            _kept(
+                lambda v, t=target, s=spec: ag.apply(v, t, dataclasses.replace(s, keep_grad=False)),
+                lazy,
+                target,
+            )
             == 0
         )
         ag.apply(lazy, target, dataclasses.replace(spec, keep_grad=False)).backward()
