@@ -96,7 +96,7 @@ def length_configs(
     seeds: Sequence[int],
     setting: str = "sparser",
     steps: Sequence[int] = (900,),
-    losses: Sequence[tuple[float, float]] = ((2.0, 0.25), (0.0, 0.5), (0.0, 0.75)),
+    losses: Sequence[tuple[float, float]] = ((2.0, 0.25), (0.0, 0.75), (0.0, 0.9)),
 ) -> list[tuple[dict, DetectorConfig]]:
     """(key, config) of longer runs of a few losses on one setting: does the ranking hold with length?"""
     scenes, anchors = SETTINGS[setting]
