@@ -16,7 +16,8 @@ Each table sits between marker comments in its Markdown file, ``<!-- table:NAME 
 
 tests/test_tables.py fails when one of them differs from a fresh run. The timing table (``timing``,
 benchmarks/README.md) is written only from a ``bench_torch.py --json`` file, carries its date and
-machine, and is not compared.
+machine, and is not compared; a GPU run's JSON (the ``bench.json`` of scripts/gpu_check.sh) goes to
+``timing-cuda`` instead.
 """
 
 from __future__ import annotations
@@ -88,6 +89,13 @@ def timing_table(path: Path) -> str:
     return bench_tables.timing_tables(json.loads(Path(path).read_text()))
 
 
+def timing_name(path: Path) -> str:
+    """``timing`` for a CPU run's JSON, ``timing-cuda`` for a GPU's (gpu_check.sh's bench.json)."""
+    import json
+
+    return "timing" if json.loads(Path(path).read_text())["device"].startswith("cpu") else "timing-cuda"
+
+
 MAKERS = {
     "accuracy": (README, accuracy_table),
     "agreement": (README, agreement_table),
@@ -119,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     files = {README: args.readme, BENCH_README: args.bench_readme}
     jobs = [(name, files[MAKERS[name][0]], MAKERS[name][1]) for name in args.tables.split(",") if name]
     if args.bench_json:
-        jobs.append(("timing", args.bench_readme, lambda: timing_table(args.bench_json)))
+        jobs.append((timing_name(args.bench_json), args.bench_readme, lambda: timing_table(args.bench_json)))
     status = 0
     for name, path, make in jobs:
         label = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path

@@ -10,6 +10,7 @@ machine.
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 from pathlib import Path
 
@@ -25,6 +26,7 @@ MARKED = {
     "agreement": "README.md",
     "kept-bytes": "benchmarks/README.md",
     "timing": "benchmarks/README.md",
+    "timing-cuda": "benchmarks/README.md",
 }
 
 
@@ -76,3 +78,35 @@ def test_replace_touches_only_the_block_and_check_reports_a_stale_table(tmp_path
     finally:
         update_tables.MAKERS["accuracy"] = fake
     assert readme.read_text() == new
+
+
+def test_a_gpu_runs_timings_go_to_the_cuda_table(tmp_path):
+    rows = [
+        dict(
+            elements=1000,
+            implementation=name,
+            ms=ms,
+            ratio=ms / 2.0,
+            kept_bytes_per_element=4.0,
+            loss="sigmoid",
+        )
+        for name, ms in (("torchvision", 2.0), ("focal_ref", 1.0))
+    ]
+    bench = tmp_path / "bench.json"
+    bench.write_text(
+        json.dumps(dict(device="NVIDIA H200", torch="2.11.0+cu130", reps=5, date="2026-12-01", rows=rows))
+    )
+    readme = tmp_path / "README.md"
+    text = "".join(
+        f"<!-- table:{name} -->\n{body}\n<!-- /table:{name} -->\n"
+        for name, body in (("timing", "cpu"), ("timing-cuda", "none"))
+    )
+    readme.write_text(text)
+    assert (
+        update_tables.main(["--tables", "", "--bench-json", str(bench), "--bench-readme", str(readme)]) == 0
+    )
+    written = readme.read_text()
+    assert update_tables.block(written, "timing") == "cpu"
+    cuda = update_tables.block(written, "timing-cuda")
+    assert cuda.startswith("Measured 2026-12-01 on NVIDIA H200, torch 2.11.0+cu130")
+    assert "| sigmoid | 1e+03 | hard 0/1 | 20.00 | 2.00 (1.00x) | 1.00 (0.50x) |" in cuda
