@@ -183,7 +183,8 @@ def binary_fl_grad(prob: float, y: float, alpha, gamma: float, pos_weight: float
 
 
 def categorical_fl_grad(probs, target, alpha, gamma: float):
-    """d FL / dp_c of :func:`categorical_fl`: w_c [g (1-p_c)^(g-1) log p_c - (1-p_c)^g / p_c]; -inf at p_c = 0."""
+    """d FL / dp_c of :func:`categorical_fl`: w_c [g u^(g-1) log p_c - u^g / p_c] with u = 1 - p_c;
+    -inf at p_c = 0."""
     with mp.workprec(EXACT_PREC):
         P, G = [mpf(float(v)) for v in probs], mpf(gamma)
         w = _class_weights(target, alpha, len(P))
