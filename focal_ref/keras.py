@@ -60,6 +60,7 @@ in the categorical classes (Keras's ``CategoricalFocalCrossentropy`` multiplies 
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import keras
 import numpy as np
@@ -553,6 +554,26 @@ def _alpha_config(alpha):
     return list(alpha) if isinstance(alpha, tuple) else alpha
 
 
+def _check_label_smoothing(label_smoothing) -> float:
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real):
+        raise TypeError(f"label_smoothing must be a number in [0, 1], got {type(label_smoothing).__name__}")
+    if not 0.0 <= float(label_smoothing) <= 1.0:
+        raise ValueError(f"label_smoothing must lie in [0, 1], got {label_smoothing!r}")
+    return float(label_smoothing)
+
+
+def _warn_one_class(y_pred, axis: int, loss_name: str) -> None:
+    """Keras's warning (a SyntaxWarning, as CategoricalFocalCrossentropy's) for a class axis of size 1."""
+    shape = _shape(y_pred)
+    if shape and -len(shape) <= axis < len(shape) and shape[axis] == 1:
+        warnings.warn(
+            f"In loss {loss_name}, expected y_pred to have num_classes > 1 on axis {axis}. Received: "
+            f"y_pred.shape={shape}. With one class p = 1 and the loss is 0; consider BinaryFocalLoss.",
+            SyntaxWarning,
+            stacklevel=3,
+        )
+
+
 def _stacked(value):
     """One tensor from a (nested) list: Loss.__call__ converts a Python list leaf by leaf."""
     if isinstance(value, (list, tuple)):
@@ -596,16 +617,19 @@ class BinaryFocalLoss(keras.losses.Loss):
     """
 
     def __init__(
-        self, alpha=0.25, gamma=2.0, from_logits=False, reduction="sum_over_batch_size", name="binary_focal_loss",
-        dtype=None,
+        self, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0, reduction="sum_over_batch_size",
+        name="binary_focal_loss", dtype=None,
     ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.alpha = check_binary_alpha(alpha)
         self.gamma = check_gamma(gamma)
         self.from_logits = bool(from_logits)
+        self.label_smoothing = _check_label_smoothing(label_smoothing)
 
     def call(self, y_true, y_pred):
         y_true, y_pred = _squeeze_or_expand(_stacked(y_true), _stacked(y_pred))
+        if self.label_smoothing:  # as Keras: towards 1/2
+            y_true = y_true * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
         fn = sigmoid_focal_loss if self.from_logits else binary_focal_loss
         loss = fn(y_pred, y_true, alpha=self.alpha, gamma=self.gamma)
         # sum / n, not ops.mean: Keras 3.15's torch backend computes ops.mean of float64 in float32.
@@ -613,7 +637,9 @@ class BinaryFocalLoss(keras.losses.Loss):
 
     def get_config(self):
         config = super().get_config()
-        config.update(alpha=self.alpha, gamma=self.gamma, from_logits=self.from_logits)
+        config.update(
+            alpha=self.alpha, gamma=self.gamma, from_logits=self.from_logits, label_smoothing=self.label_smoothing
+        )
         return config
 
 
@@ -633,8 +659,8 @@ class CategoricalFocalLoss(keras.losses.Loss):
     """
 
     def __init__(
-        self, alpha=None, gamma=2.0, from_logits=False, axis=-1, reduction="sum_over_batch_size",
-        name="categorical_focal_loss", dtype=None,
+        self, alpha=None, gamma=2.0, from_logits=False, axis=-1, label_smoothing=0.0,
+        reduction="sum_over_batch_size", name="categorical_focal_loss", dtype=None,
     ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
@@ -643,16 +669,28 @@ class CategoricalFocalLoss(keras.losses.Loss):
         self.gamma = check_gamma(gamma)
         self.from_logits = bool(from_logits)
         self.axis = int(axis)
+        self.label_smoothing = _check_label_smoothing(label_smoothing)
 
     def _fn(self):
         return softmax_focal_loss if self.from_logits else categorical_focal_loss
 
     def call(self, y_true, y_pred):
-        return self._fn()(_stacked(y_pred), _stacked(y_true), alpha=self.alpha, gamma=self.gamma, axis=self.axis)
+        y_true, y_pred = _stacked(y_true), _stacked(y_pred)
+        _warn_one_class(y_pred, self.axis, self.name)
+        if self.label_smoothing:  # as Keras: towards 1/C
+            num_classes = _shape(y_pred)[self.axis]
+            y_true = y_true * (1.0 - self.label_smoothing) + self.label_smoothing / num_classes
+        if not self.from_logits:
+            # as Keras's categorical (focal) crossentropy: probabilities are divided by their sum first
+            y_pred = y_pred / ops.sum(y_pred, axis=self.axis, keepdims=True)
+        return self._fn()(y_pred, y_true, alpha=self.alpha, gamma=self.gamma, axis=self.axis)
 
     def get_config(self):
         config = super().get_config()
-        config.update(alpha=_alpha_config(self.alpha), gamma=self.gamma, from_logits=self.from_logits, axis=self.axis)
+        config.update(
+            alpha=_alpha_config(self.alpha), gamma=self.gamma, from_logits=self.from_logits, axis=self.axis,
+            label_smoothing=self.label_smoothing,
+        )
         return config
 
 
@@ -686,6 +724,7 @@ class SparseCategoricalFocalLoss(CategoricalFocalLoss):
 
     def call(self, y_true, y_pred):
         y_pred = _stacked(y_pred)
+        _warn_one_class(y_pred, self.axis, self.name)
         y_true = self._labels(_stacked(y_true), y_pred)
         loss = self._fn()(
             y_pred, y_true, alpha=self.alpha, gamma=self.gamma, axis=self.axis, ignore_index=self.ignore_index
@@ -699,5 +738,6 @@ class SparseCategoricalFocalLoss(CategoricalFocalLoss):
 
     def get_config(self):
         config = super().get_config()
+        config.pop("label_smoothing")  # integer labels: no smoothing (Keras's SparseCategoricalCrossentropy has none)
         config.update(ignore_index=self.ignore_index)
         return config
