@@ -141,10 +141,36 @@ def _as_values(spec: Spec, target: torch.Tensor, x: torch.Tensor) -> torch.Tenso
     return target if spec.kind == "indices" and spec.family not in ELEMENTWISE else target.to(x.dtype)
 
 
-def first_order(spec: Spec, x: torch.Tensor, target: torch.Tensor, need_grad: bool):
+Extra = torch.Tensor | None
+
+
+def _weighted_elementwise(spec: Spec, x, target, need_grad: bool, weight: Extra, pos_weight: Extra):
+    """The sigmoid family with per-element ``weight`` (ignored elements have weight 0) and ``pos_weight``."""
+    if pos_weight is not None:
+        pos_weight = pos_weight.to(x.dtype)
+        loss, d = _k.sigmoid_weighted_kernel(x, target, spec.alpha, spec.gamma, pos_weight, need_grad)
+    else:
+        loss, d = _elementwise_kernel(spec)(x, target, need_grad)
+    if weight is not None:
+        weight = weight.to(x.dtype)
+        loss = loss * weight
+        d = None if d is None else d * weight
+    return (_total(loss) if spec.summed else loss), d
+
+
+def first_order(
+    spec: Spec,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    need_grad: bool,
+    weight: Extra = None,
+    pos_weight: Extra = None,
+):
     """(loss, D) of the family's kernel, x already in the compute dtype."""
     target = _as_values(spec, target, x)
     if spec.family in ELEMENTWISE:
+        if weight is not None or pos_weight is not None:
+            return _weighted_elementwise(spec, x, target, need_grad, weight, pos_weight)
         return in_cpu_blocks(
             _elementwise_kernel(spec), x, target, need_grad, spec.summed, blocks=not spec.fused
         )
@@ -161,11 +187,20 @@ def first_order(spec: Spec, x: torch.Tensor, target: torch.Tensor, need_grad: bo
     return (_total(loss) if spec.summed else loss), d
 
 
-def hessian_times(spec: Spec, x: torch.Tensor, target: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def hessian_times(
+    spec: Spec,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    v: torch.Tensor,
+    weight: Extra = None,
+    pos_weight: Extra = None,
+) -> torch.Tensor:
     """The Hessian of the (per-element or per-sample) loss at x times v; x, v in the compute dtype."""
     target = _as_values(spec, target, x)
     if spec.family == "sigmoid":
-        return _h.sigmoid_hess(x, target, spec.alpha, spec.gamma) * v
+        pw = None if pos_weight is None else pos_weight.to(x.dtype)
+        hess = _h.sigmoid_hess(x, target, spec.alpha, spec.gamma, pw)
+        return hess * v if weight is None else hess * weight.to(x.dtype) * v
     if spec.family == "binary":
         return _h.binary_hess(x, target, spec.alpha, spec.gamma) * v
     if spec.family == "star":
@@ -189,12 +224,14 @@ def _contract(spec: Spec, v: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
     return prod if spec.family in ELEMENTWISE else prod.sum(spec.dim)
 
 
-def _derivative(spec: Spec, x: torch.Tensor, target: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+def _derivative(spec: Spec, x, target, d, weight: Extra = None, pos_weight: Extra = None) -> torch.Tensor:
     """D as kept, or recomputed from the inputs when it was not (keep="inputs", or a missed need)."""
     if d.shape == x.shape:
         return d
     with torch.no_grad():
-        return first_order(spec, x.detach().to(_k.compute_dtype(x.dtype)), target, True)[1]
+        return first_order(spec, x.detach().to(_k.compute_dtype(x.dtype)), target, True, weight, pos_weight)[
+            1
+        ]
 
 
 def wants_derivative(x: torch.Tensor) -> bool:
@@ -211,41 +248,43 @@ class _Focal(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(x: torch.Tensor, target: torch.Tensor, spec: Spec, need_grad: bool):
+    def forward(
+        x: torch.Tensor, target: torch.Tensor, weight: Extra, pos_weight: Extra, spec: Spec, need_grad: bool
+    ):
         compute = x.to(_k.compute_dtype(x.dtype))
-        loss, d = first_order(spec, compute, target, need_grad and spec.keep_grad)
+        loss, d = first_order(spec, compute, target, need_grad and spec.keep_grad, weight, pos_weight)
         return loss, (compute.new_empty(0) if d is None else d)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        x, target, spec, _ = inputs
+        x, target, weight, pos_weight, spec, _ = inputs
         loss, d = output
         ctx.mark_non_differentiable(d)
         ctx.set_materialize_grads(False)  # else backward gets a zero-filled full-size gradient for D
         ctx.spec = spec
-        ctx.save_for_backward(x, target, d)
-        ctx.save_for_forward(x, target, d)
+        ctx.save_for_backward(x, target, weight, pos_weight, d)
+        ctx.save_for_forward(x, target, weight, pos_weight, d)
 
     @staticmethod
     def backward(ctx, grad_loss: torch.Tensor, _grad_d: torch.Tensor | None):
-        x, target, d = ctx.saved_tensors
+        x, target, weight, pos_weight, d = ctx.saved_tensors
         spec = ctx.spec
         if grad_loss is None:
-            return None, None, None, None
-        d = _derivative(spec, x, target, d)
+            return None, None, None, None, None, None
+        d = _derivative(spec, x, target, d, weight, pos_weight)
         if torch.is_grad_enabled():  # create_graph, or a torch.func transform: stay differentiable
-            grad = _FocalBackward.apply(x, target, grad_loss, d, spec)
+            grad = _FocalBackward.apply(x, target, weight, pos_weight, grad_loss, d, spec)
         else:
             grad = (_expand(spec, grad_loss.to(d.dtype)) * d).to(x.dtype)
-        return grad, None, None, None
+        return grad, None, None, None, None, None
 
     @staticmethod
     def jvp(ctx, x_t: torch.Tensor | None, *_tangents):
-        x, target, d = ctx.saved_tensors
+        x, target, weight, pos_weight, d = ctx.saved_tensors
         spec = ctx.spec
         if x_t is None:
             return None, None
-        d = _derivative(spec, x, target, d)
+        d = _derivative(spec, x, target, d, weight, pos_weight)
         loss_t = _contract(spec, x_t.to(d.dtype), d)
         return loss_t, None
 
@@ -256,50 +295,54 @@ class _FocalBackward(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(x: torch.Tensor, target: torch.Tensor, grad_loss: torch.Tensor, d: torch.Tensor, spec: Spec):
+    def forward(
+        x, target, weight: Extra, pos_weight: Extra, grad_loss: torch.Tensor, d: torch.Tensor, spec: Spec
+    ):
         return (_expand(spec, grad_loss.to(d.dtype)) * d).to(x.dtype)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        x, target, grad_loss, d, spec = inputs
+        x, target, weight, pos_weight, grad_loss, d, spec = inputs
         ctx.spec = spec
-        ctx.save_for_backward(x, target, grad_loss, d)
-        ctx.save_for_forward(x, target, grad_loss, d)
+        ctx.save_for_backward(x, target, weight, pos_weight, grad_loss, d)
+        ctx.save_for_forward(x, target, weight, pos_weight, grad_loss, d)
 
     @staticmethod
-    def _hvp(ctx, x, target, grad_loss, d, v):
+    def _hvp(ctx, x, target, weight, pos_weight, grad_loss, d, v):
         spec = ctx.spec
         compute = x.to(d.dtype)
-        return _expand(spec, grad_loss.to(d.dtype)) * hessian_times(spec, compute, target, v.to(d.dtype))
+        hv = hessian_times(spec, compute, target, v.to(d.dtype), weight, pos_weight)
+        return _expand(spec, grad_loss.to(d.dtype)) * hv
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
-        x, target, grad_loss, d = ctx.saved_tensors
-        grad_x = _FocalBackward._hvp(ctx, x, target, grad_loss, d, grad_out).to(x.dtype)
+        x, target, weight, pos_weight, grad_loss, d = ctx.saved_tensors
+        grad_x = _FocalBackward._hvp(ctx, x, target, weight, pos_weight, grad_loss, d, grad_out).to(x.dtype)
         grad_g = None
-        if ctx.needs_input_grad[2]:
+        if ctx.needs_input_grad[4]:
             grad_g = _contract(ctx.spec, grad_out.to(d.dtype), d).to(grad_loss.dtype)
-        return grad_x, None, grad_g, None, None
+        return grad_x, None, None, None, grad_g, None, None
 
     @staticmethod
-    def jvp(ctx, x_t, _target_t, g_t, _d_t, _spec_t):
-        x, target, grad_loss, d = ctx.saved_tensors
+    def jvp(ctx, x_t, _target_t, _weight_t, _pos_weight_t, g_t, _d_t, _spec_t):
+        x, target, weight, pos_weight, grad_loss, d = ctx.saved_tensors
         out = None
         if x_t is not None:
-            out = _FocalBackward._hvp(ctx, x, target, grad_loss, d, x_t)
+            out = _FocalBackward._hvp(ctx, x, target, weight, pos_weight, grad_loss, d, x_t)
         if g_t is not None:
             term = _expand(ctx.spec, g_t.to(d.dtype)) * d
             out = term if out is None else out + term
         return None if out is None else out.to(x.dtype)
 
 
-def apply(x: torch.Tensor, target: torch.Tensor, spec: Spec) -> torch.Tensor:
+def apply(x: torch.Tensor, target: torch.Tensor, spec: Spec, weight: Extra = None, pos_weight: Extra = None):
     """The loss through :class:`_Focal`: elementwise, per sample, or a 0-d sum (``spec.summed``), in the
-    compute dtype (float64 for a summed float32 loss); the callers reduce, then cast."""
-    loss, _ = _Focal.apply(x, target, spec, wants_derivative(x))
+    compute dtype (float64 for a summed float32 loss); the callers reduce, then cast. ``weight`` (ignored
+    elements 0) and ``pos_weight``: the sigmoid family's extra arguments, or None."""
+    loss, _ = _Focal.apply(x, target, weight, pos_weight, spec, wants_derivative(x))
     return loss
 
 
-def kernel_grad(spec: Spec, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def kernel_grad(spec: Spec, x, target, weight: Extra = None, pos_weight: Extra = None):
     """(loss, D) without autograd, x detached and in its compute dtype."""
-    return first_order(spec, x.detach().to(_k.compute_dtype(x.dtype)), target, True)
+    return first_order(spec, x.detach().to(_k.compute_dtype(x.dtype)), target, True, weight, pos_weight)

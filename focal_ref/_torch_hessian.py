@@ -15,29 +15,43 @@ import torch
 from ._torch_kernels import binary_alpha_t, focal_h, log_softmax_parts, others_sum, power
 
 
-def sigmoid_hess(x: torch.Tensor, y: torch.Tensor, alpha: float | None, gamma: float) -> torch.Tensor:
+def sigmoid_hess(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    alpha: float | None,
+    gamma: float,
+    pos_weight: torch.Tensor | None = None,
+) -> torch.Tensor:
     """d2FL/dx2 of the sigmoid focal loss, elementwise.
 
-    With m = 1 - p_t, s = 1 - 2y, r = p q / m in [0, 1], E = gamma s r CE + (p - y) (so that
+    With m = 1 - p_t, s = 1 - 2y, r = p q / m in [0, 1], CE' = dCE/dx (p - y, or (1-y) p - w+ y q with
+    ``pos_weight`` w+), CE'' = p q (1 - y + w+ y), E = gamma s r CE + CE' (so that
     dFL/dx = alpha_t m^gamma E), dm^gamma/dx = gamma s r m^gamma and dr/dx = r (q - p) - s r^2:
 
-        d2FL/dx2 = alpha_t m^gamma [gamma s r (E + (q - p - s r) CE + (p - y)) + p q].
+        d2FL/dx2 = alpha_t m^gamma [gamma s r (E + (q - p - s r) CE + CE') + CE''].
 
     Every factor is bounded (r <= 1), so the value is finite; where m underflowed to 0, m^gamma = 0 for
-    gamma > 0 and the value is alpha_t p q for gamma = 0.
+    gamma > 0 and the value is alpha_t CE'' for gamma = 0.
     """
     p, q = torch.sigmoid(x), torch.sigmoid(-x)
     l = torch.abs(x).neg_().exp_().log1p_()  # noqa: E741  -log p = relu(-x) + l, -log(1-p) = relu(x) + l
-    ce = torch.clamp_min(x, 0.0).lerp(torch.clamp_min(-x, 0.0), y) + l
     m = torch.lerp(p, q, y)
     pq = p * q
-    p_minus_y = torch.lerp(p, -q, y)
-    bracket = pq
+    if pos_weight is None:
+        ce = torch.clamp_min(x, 0.0).lerp(torch.clamp_min(-x, 0.0), y) + l
+        d_ce = torch.lerp(p, -q, y)
+        d2_ce = pq
+    else:  # CE = -[w+ y log p + (1-y) log(1-p)]
+        pos = pos_weight * y
+        ce = pos * (torch.clamp_min(-x, 0.0) + l) + (1.0 - y) * (torch.clamp_min(x, 0.0) + l)
+        d_ce = (1.0 - y) * p - pos * q
+        d2_ce = pq * (pos + 1.0 - y)
+    bracket = d2_ce
     if gamma != 0.0:
         s = 1.0 - 2.0 * y
         r = (pq / m).nan_to_num_(0.0)
-        e = gamma * s * r * ce + p_minus_y
-        bracket = gamma * s * r * (e + (q - p - s * r) * ce + p_minus_y) + pq
+        e = gamma * s * r * ce + d_ce
+        bracket = gamma * s * r * (e + (q - p - s * r) * ce + d_ce) + d2_ce
     m_gamma = power(m, gamma)
     hess = bracket if m_gamma is None else m_gamma * bracket
     alpha_t = binary_alpha_t(alpha, y)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -65,16 +66,61 @@ def check_dim(dim: Any) -> int:
     return int(dim)
 
 
-def sigmoid_inputs(logits, targets, alpha, gamma, reduction, validate, name="logits"):
-    """(x, y in the compute dtype, alpha, gamma, reduction) for the elementwise losses."""
+def sigmoid_inputs(logits, targets, alpha, gamma, reduction, validate, name="logits", ignore_index=None):
+    """(x, y as given, alpha, gamma, reduction) for the elementwise losses; ``ignore_index`` entries
+    pass the target check."""
     x = float_input(logits, name)
     y = raw_targets(targets).to(device=x.device)  # converted to the compute dtype inside the Function
     check_same_shape(x.shape, y.shape, name)
     alpha, gamma, reduction = check_binary_alpha(alpha), check_gamma(gamma), check_reduction(reduction)
     if validate:
         (check_finite if name == "logits" else check_unit_interval)(x, name)
-        check_unit_interval(y.to(compute_dtype(x.dtype)), "targets")
+        values = y.to(compute_dtype(x.dtype))
+        if ignore_index is not None:
+            values = torch.where(values == ignore_index, 0.0, values)
+        check_unit_interval(values, "targets")
     return x, y, alpha, gamma, reduction
+
+
+def sigmoid_extras(x, y, weight, pos_weight, ignore_index, validate):
+    """API decision 2: (targets with ignored entries set to 0, effective weight or None, pos_weight or None,
+    keep mask or None). The effective weight is ``weight`` times the keep mask (0 where ignored)."""
+    compute = compute_dtype(x.dtype)
+    tensors = []
+    for value, name in ((weight, "weight"), (pos_weight, "pos_weight")):
+        if value is None:
+            tensors.append(None)
+            continue
+        tensor = value if isinstance(value, torch.Tensor) else torch.as_tensor(value)
+        if tensor.is_complex() or tensor.dtype == torch.bool:
+            raise TypeError(f"{name} must be real numbers, got dtype {tensor.dtype}")
+        no_target_grad(tensor)
+        try:
+            shape = torch.broadcast_shapes(tensor.shape, x.shape)
+        except RuntimeError:
+            shape = None
+        if shape != x.shape:
+            raise ValueError(
+                f"{name} of shape {tuple(tensor.shape)} does not broadcast to the logits' {tuple(x.shape)}"
+            )
+        tensor = tensor.to(device=x.device, dtype=compute)
+        if validate:
+            require(torch.isfinite(tensor) & (tensor >= 0), f"{name} must be finite and >= 0")
+        tensors.append(tensor)
+    weight, pos_weight = tensors
+    keep = None
+    if ignore_index is not None:
+        if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Real):
+            raise TypeError(f"ignore_index must be a real number or None, got {type(ignore_index).__name__}")
+        if not math.isfinite(ignore_index) or 0.0 <= ignore_index <= 1.0:
+            raise ValueError(
+                f"ignore_index must be a finite number outside [0, 1] (e.g. -1), got {ignore_index}"
+            )
+        keep = y != ignore_index
+        y = torch.where(keep, y, 0)
+        mask = keep.to(compute)
+        weight = mask if weight is None else weight * mask
+    return y, weight, pos_weight, keep
 
 
 def softmax_inputs(

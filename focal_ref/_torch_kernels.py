@@ -117,6 +117,38 @@ def sigmoid_kernel(
     return loss, grad
 
 
+def sigmoid_weighted_kernel(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    alpha: float | None,
+    gamma: float,
+    pos_weight: torch.Tensor | None,
+    need_grad: bool,
+) -> Pair:
+    """:func:`sigmoid_kernel` with ``pos_weight`` w+ (API decision 2): CE = -[w+ y log p + (1-y) log(1-p)].
+
+    dCE/dx = (1-y) p - w+ y q, so dFL/dx = alpha_t m^gamma [gamma (1-2y) r CE + dCE/dx]. Plain torch ops
+    (the fast in-place chain is :func:`sigmoid_kernel`, taken when there is no pos_weight).
+    """
+    p, q = torch.sigmoid(x), torch.sigmoid(-x)
+    l = torch.abs(x).neg_().exp_().log1p_()  # noqa: E741
+    pos = y if pos_weight is None else pos_weight * y
+    ce = pos * (torch.clamp_min(-x, 0.0) + l) + (1.0 - y) * (torch.clamp_min(x, 0.0) + l)
+    m = torch.lerp(p, q, y)
+    weight = power(m, gamma)
+    alpha_t = binary_alpha_t(alpha, y)
+    if alpha_t is not None:
+        weight = alpha_t if weight is None else alpha_t * weight
+    loss = ce if weight is None else weight * ce
+    if not need_grad:
+        return loss, None
+    d_ce = (1.0 - y) * p - pos * q
+    if gamma != 0.0:
+        r = (p * q / m).nan_to_num_(0.0)
+        d_ce = d_ce + gamma * (1.0 - 2.0 * y) * r * ce
+    return loss, d_ce if weight is None else weight * d_ce
+
+
 def binary_kernel(
     p: torch.Tensor, y: torch.Tensor, alpha: float | None, gamma: float, need_grad: bool
 ) -> Pair:

@@ -35,7 +35,7 @@ import torch
 
 from . import _torch_autograd as _ag
 from ._checks import check_beta, check_gamma
-from ._torch_inputs import require, sigmoid_inputs, softmax_inputs
+from ._torch_inputs import require, sigmoid_extras, sigmoid_inputs, softmax_inputs
 
 Reduction = Literal["none", "mean", "sum"]
 ClassAlpha = float | Sequence[float] | None
@@ -89,6 +89,9 @@ def sigmoid_focal_loss(
     reduction: Reduction = "none",
     validate: bool = False,
     fused: bool = False,
+    weight: torch.Tensor | float | None = None,
+    pos_weight: torch.Tensor | float | None = None,
+    ignore_index: float | None = None,
 ) -> torch.Tensor:
     r"""Sigmoid focal loss of logits, elementwise (binary or multi-label).
 
@@ -112,6 +115,12 @@ def sigmoid_focal_loss(
         validate: also check that the logits are finite and the targets in [0, 1] (synchronises).
         fused: compute through ``torch.compile`` (one fused kernel; same formulas, same saved tensor).
             The first call compiles; falls back to eager with a warning if compiling fails.
+        weight: per-element weights w_i >= 0, broadcastable to the logits' shape: FL_i -> w_i FL_i
+            (the "mean" still divides by the number of non-ignored elements).
+        pos_weight: w+ >= 0, broadcastable (typically per class): CE = -[w+ y log p + (1-y) log(1-p)],
+            as ``BCEWithLogitsLoss(pos_weight=)``.
+        ignore_index: a number outside [0, 1] (e.g. -1): elements whose target equals it give 0 (also
+            in the gradient) and leave the mean's count (0.0 when all are ignored).
 
     Returns:
         A tensor of the logits' dtype: elementwise (``"none"``) or 0-d.
@@ -128,8 +137,17 @@ def sigmoid_focal_loss(
         >>> print(f"{float(sigmoid_focal_loss(x, y, reduction='sum')):.6f}")
         0.017444
     """
-    x, y, alpha, gamma, reduction = sigmoid_inputs(logits, targets, alpha, gamma, reduction, validate)
-    return _elementwise("sigmoid", x, y, reduction, alpha=alpha, gamma=gamma, fused=bool(fused))
+    x, y, alpha, gamma, reduction = sigmoid_inputs(
+        logits, targets, alpha, gamma, reduction, validate, ignore_index=ignore_index
+    )
+    if weight is None and pos_weight is None and ignore_index is None:
+        return _elementwise("sigmoid", x, y, reduction, alpha=alpha, gamma=gamma, fused=bool(fused))
+    y, weight, pos_weight, keep = sigmoid_extras(x, y, weight, pos_weight, ignore_index, validate)
+    spec = _ag.Spec("sigmoid", alpha=alpha, gamma=gamma, summed=reduction != "none")
+    loss = _ag.apply(x, y, spec, weight, pos_weight)
+    if reduction == "mean":
+        loss = loss / (max(x.numel(), 1) if keep is None else keep.sum().clamp_min(1))
+    return loss.to(x.dtype)
 
 
 def sigmoid_focal_loss_grad(
@@ -139,6 +157,9 @@ def sigmoid_focal_loss_grad(
     alpha: float | None = 0.25,
     gamma: float = 2.0,
     validate: bool = False,
+    weight: torch.Tensor | float | None = None,
+    pos_weight: torch.Tensor | float | None = None,
+    ignore_index: float | None = None,
 ) -> torch.Tensor:
     """Elementwise d FL_i / d x_i of :func:`sigmoid_focal_loss`, without autograd.
 
@@ -148,6 +169,9 @@ def sigmoid_focal_loss_grad(
         alpha: as in :func:`sigmoid_focal_loss`.
         gamma: as in :func:`sigmoid_focal_loss`.
         validate: as in :func:`sigmoid_focal_loss`.
+        weight: as in :func:`sigmoid_focal_loss`.
+        pos_weight: as in :func:`sigmoid_focal_loss`.
+        ignore_index: as in :func:`sigmoid_focal_loss` (0 at ignored elements).
 
     Returns:
         A plain tensor of the logits' shape and dtype, detached from any graph.
@@ -161,8 +185,11 @@ def sigmoid_focal_loss_grad(
         >>> print(f"{float(sigmoid_focal_loss_grad(torch.tensor([0.0]), torch.tensor([1.0]))[0]):.6f}")
         -0.074572
     """
-    x, y, alpha, gamma, _ = sigmoid_inputs(logits, targets, alpha, gamma, "none", validate)
-    _, grad = _ag.kernel_grad(_ag.Spec("sigmoid", alpha=alpha, gamma=gamma), x, y)
+    x, y, alpha, gamma, _ = sigmoid_inputs(
+        logits, targets, alpha, gamma, "none", validate, ignore_index=ignore_index
+    )
+    y, weight, pos_weight, _ = sigmoid_extras(x, y, weight, pos_weight, ignore_index, validate)
+    _, grad = _ag.kernel_grad(_ag.Spec("sigmoid", alpha=alpha, gamma=gamma), x, y, weight, pos_weight)
     return grad.to(x.dtype)
 
 

@@ -309,3 +309,58 @@ def test_search_softmax(case, gamma, dtype, layout):
     expected = ref.softmax_focal_loss_grad(x64, t64, alpha=alpha, gamma=gamma, axis=dim)
     row_max = np.abs(expected).max(axis=dim, keepdims=True) if expected.size else expected
     _check(leaf.grad, expected, dtype, "grad", scale=row_max)
+
+
+# ----------------------------------------------------------------------------------------------
+# issue 13: weight, pos_weight, ignore_index on the sigmoid loss (API decision 2), against the reference
+
+
+@given(
+    st.lists(st.tuples(LOGIT, st.one_of(TARGET, st.just(-1.0))), min_size=1, max_size=8),
+    GAMMA,
+    ALPHA,
+    st.sampled_from(["none", "elementwise", "per-class"]),
+    st.sampled_from([None, 0.0, 3.0, "per-class"]),
+    st.booleans(),
+)
+def test_search_sigmoid_weight_pos_weight_ignore_index(pairs, gamma, alpha, weight_kind, pos_kind, ignore):
+    x64 = np.array([p[0] for p in pairs] * 2).reshape(2, -1)
+    y64 = np.array([p[1] for p in pairs] * 2).reshape(2, -1)
+    if not ignore:
+        y64 = np.where(y64 < 0, 0.0, y64)
+    ignore_index = -1.0 if ignore else None
+    rng = np.random.default_rng(len(pairs))
+    n = x64.shape[1]
+    weight = {"none": None, "elementwise": rng.uniform(0, 2, x64.shape), "per-class": rng.uniform(0, 2, n)}[
+        weight_kind
+    ]
+    pos_weight = rng.uniform(0, 4, n) if pos_kind == "per-class" else pos_kind
+    kw = dict(alpha=alpha, gamma=gamma, weight=weight, pos_weight=pos_weight, ignore_index=ignore_index)
+    x, y = torch.tensor(x64), torch.tensor(y64)
+    tkw = {k: (torch.tensor(v) if isinstance(v, np.ndarray) else v) for k, v in kw.items()}
+    for reduction in ("none", "mean", "sum"):
+        expected = ref.sigmoid_focal_loss(x64, y64, reduction=reduction, **kw)
+        _check(ft.sigmoid_focal_loss(x, y, reduction=reduction, **tkw), expected, "float64", "loss")
+    expected_grad = ref.sigmoid_focal_loss_grad(x64, y64, **kw)
+    leaf = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(
+        ft.sigmoid_focal_loss(leaf, y, reduction="sum", **tkw), leaf, create_graph=True
+    )
+    _check(g, expected_grad, "float64", "grad")
+    _check(ft.sigmoid_focal_loss_grad(x, y, **tkw), expected_grad, "float64", "grad")
+    (h,) = torch.autograd.grad(g.sum(), leaf)  # diagonal Hessian: the row sums are the diagonal
+    expected_h = ref.sigmoid_focal_loss_hess(x64, y64, **kw)
+    _check(h, expected_h, "float64", "hess", scale=np.abs(expected_h) + 1e-6 * np.abs(expected_h).max())
+
+
+def test_sigmoid_ignore_index_leaves_the_mean():
+    x = torch.tensor([1.0, -2.0, 3.0, 0.5], dtype=torch.float64)
+    y = torch.tensor([1.0, -1.0, 0.0, -1.0], dtype=torch.float64)
+    kept = ft.sigmoid_focal_loss(x[[0, 2]], y[[0, 2]], reduction="sum") / 2
+    torch.testing.assert_close(ft.sigmoid_focal_loss(x, y, reduction="mean", ignore_index=-1), kept)
+    all_ignored = ft.sigmoid_focal_loss(x, torch.full_like(x, -1.0), reduction="mean", ignore_index=-1)
+    assert float(all_ignored) == 0.0 and not torch.signbit(all_ignored)
+    with pytest.raises(ValueError, match="ignore_index"):
+        ft.sigmoid_focal_loss(x, y.clamp_min(0), ignore_index=0.5)
+    with pytest.raises(ValueError, match="weight"):
+        ft.sigmoid_focal_loss(x, y.clamp_min(0), weight=torch.ones(3))
