@@ -268,3 +268,37 @@ def test_training_is_deterministic_on_cpu():
     assert (a["final_loss"], a["AP"]) == (b["final_loss"], b["AP"])
     for p, q in zip(a["model"].parameters(), b["model"].parameters(), strict=False):
         assert torch.equal(p, q)
+
+
+def test_ohem_keeps_positives_and_the_hardest_negatives_at_one_to_three():
+    from focal_ref.detection.train import _ohem_mask
+
+    labels = torch.tensor(
+        [[0, BACKGROUND, BACKGROUND, BACKGROUND, BACKGROUND, BACKGROUND, IGNORE, BACKGROUND]]
+    )
+    per_anchor = torch.tensor([[0.1, 0.5, 0.9, 0.2, 0.8, 0.7, 5.0, 0.05]])
+    loss = torch.stack([per_anchor, torch.zeros_like(per_anchor)], -1)  # (1, M, K=2): summed over classes
+    keep = _ohem_mask(loss, labels, DetectorConfig(ohem=3))
+    assert keep[0].tolist() == [True, False, True, False, True, True, False, False]
+    # without the ratio: the 3 hardest non-ignored anchors, whatever their label
+    keep = _ohem_mask(loss, labels, DetectorConfig(ohem=0, ohem_batch=3))
+    assert keep[0].tolist() == [False, False, True, False, True, True, False, False]
+
+
+def test_inverse_frequency_class_weights():
+    from focal_ref.detection.train import class_weights
+
+    labels = torch.tensor([[0, 0, 0, 1, BACKGROUND, BACKGROUND, IGNORE, BACKGROUND]])  # 7 labelled anchors
+    w = class_weights(labels, 2)
+    raw = torch.tensor([7 / 3, 7 / 1])
+    torch.testing.assert_close(w, raw / raw.mean())
+
+
+def test_ohem_and_class_weighting_runs_train():
+    cfg = DetectorConfig(steps=3, n_train=32, n_test=10, seed=1)
+    for variant in (
+        cfg.replace(ohem=3, gamma=0.0, alpha=None),
+        cfg.replace(class_weight="inverse_frequency"),
+    ):
+        result = train_detector(variant)
+        assert np.isfinite(result["final_loss"]) and 0.0 <= result["AP"] <= 1.0
