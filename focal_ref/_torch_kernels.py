@@ -229,8 +229,21 @@ def log_softmax_parts(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Te
     return log_p, u
 
 
+def _min_is(t: torch.Tensor, bound: float) -> bool:
+    """t.min() <= bound, read on CPU only (True elsewhere: guard unconditionally)."""
+    if t.device.type != "cpu" or t.numel() == 0 or torch.compiler.is_compiling() or _wrapped(t):
+        return t.numel() > 0
+    return float(t.min()) <= bound
+
+
+def _wrapped(t: torch.Tensor) -> bool:
+    return torch._C._functorch.is_functorch_wrapped_tensor(t)
+
+
 def focal_h(p: torch.Tensor, log_p: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """h = -p log p / u in [0, 1], with its limit 1 where u = 0 and 0 where p underflowed to 0."""
+    if not _min_is(log_p, -math.inf) and not _min_is(u, 0.0):
+        return (p * log_p).div_(u).neg_()  # no log p = -inf, no u = 0: no guard needed
     p_log_p = p * torch.where(p > 0, log_p, 0.0)
     return torch.where(u > 0, -p_log_p / torch.where(u > 0, u, 1.0), 1.0)
 
@@ -334,7 +347,10 @@ def softmax_prob_kernel(
     log_p, u = log_softmax_parts(x, dim)
     u_gamma = power(u, gamma)
     weight = w if u_gamma is None else w * u_gamma
-    loss = torch.where(w > 0, weight * log_p, 0.0).sum(dim).neg_().add_(0.0)
+    terms = weight * log_p
+    if _min_is(log_p, -math.inf):  # 0 * (-inf) on a zero-weight class whose log p overflowed
+        terms = torch.where(w > 0, terms, 0.0)
+    loss = terms.sum(dim).neg_().add_(0.0)
     if not need_grad:
         return loss, None
     p = log_p.exp()
