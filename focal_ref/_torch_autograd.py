@@ -26,16 +26,20 @@ forward + backward, medians of 11 interleaved rounds, on the project's shared 2-
 plain formula differentiated by autograd: torchvision's for sigmoid, ``log_softmax``/``gather``/
 ``expm1``/``pow`` for softmax)::
 
-    loss, shape                      keep D   keep nothing
-    sigmoid, 4M elements             0.35x    0.56x
-    softmax index, (4,19,128,128)    1.19x    1.84x
-    softmax index, (65536,19)        1.13x    1.68x
-    softmax index, (1024,1000)       1.09x    1.70x
-    softmax prob,  (65536,19)        2.20x    3.13x
+    loss, shape                           keep D   keep nothing
+    sigmoid, 4M elements                  0.37x    0.60x
+    softmax index, (4,19,128,128), dim 1  1.06x    1.67x
+    softmax index, (65536,19)             1.13x    1.78x
+    softmax index, (1024,1000)            1.05x    1.68x
+    softmax prob,  (4,19,128,128), dim 1  2.60x    3.87x
+    softmax prob,  (65536,19)             1.69x    2.39x
+    softmax prob,  (1024,1000)            1.34x    1.91x
 
-Recomputing costs ~50% more time for 4 bytes/element less, so keeping D is the default; keep="inputs"
-(``Spec.keep_grad=False``) stays internal. The softmax index path was 2.3x-4.9x before it took one
-log_softmax; the probability-target path (heaviest-class sums, exact next to one-hot) is still ~2x.
+Recomputing costs ~50-60% more time for 4 bytes/element less, so keeping D is the default;
+keep-nothing (``Spec.keep_grad=False``) stays internal. Before this version the softmax index path was
+2.3x-4.9x and the probability path 1.35x-1.8x; the issue-14 target (0.8x) is not reached: the index
+path is one log_softmax, its exponential, one sum and one multiply, as many passes as autograd of the
+plain formula; the probability path also pays for the exact heaviest-class sums next to one-hot.
 """
 
 from __future__ import annotations
