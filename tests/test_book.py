@@ -91,15 +91,21 @@ def test_notebook_is_executed_and_starts_with_the_install_cell(doc):
     )
 
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
-    unexecuted = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code" and cell.execution_count is None]
+    unexecuted = [
+        i for i, cell in enumerate(nb.cells) if cell.cell_type == "code" and cell.execution_count is None
+    ]
     assert not unexecuted, f"{doc}: cells {unexecuted} are not executed (commit notebooks executed)"
     counts = [cell.execution_count for cell in code]
-    assert counts == list(range(1, len(code) + 1)), f"{doc}: run it top to bottom once (execution counts {counts})"
+    assert counts == list(range(1, len(code) + 1)), (
+        f"{doc}: run it top to bottom once (execution counts {counts})"
+    )
     errors = [o for cell in code for o in cell.outputs if o.output_type == "error"]
     assert not errors, f"{doc}: stored outputs contain an error: {errors[0].get('ename')}"
 
     # Exactly one H1, in the first markdown cell (the cell after the install cell).
-    h1_cells = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "markdown" and _h1_count(cell.source)]
+    h1_cells = [
+        i for i, cell in enumerate(nb.cells) if cell.cell_type == "markdown" and _h1_count(cell.source)
+    ]
     assert h1_cells == [1] and _h1_count(nb.cells[1].source) == 1, f"{doc}: H1 headings in cells {h1_cells}"
 
 
@@ -168,7 +174,9 @@ def _fresh_venv(tmp_path: Path) -> Path:
     purelib = Path(
         subprocess.run(
             [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
     )
     for stale in ["setuptools", "pkg_resources", "_distutils_hack", "distutils-precedence.pth"]:
@@ -234,10 +242,16 @@ def test_install_cell_installs_from_a_local_checkout_and_only_when_needed(tmp_pa
     second = _run_cell(python, str(source), work)
     assert second.returncode == 0, second.stderr
     probe = subprocess.run(
-        [str(python), "-c",
-         "import focal_ref; print(focal_ref.__file__); "
-         "print(repr(float(focal_ref.sigmoid_focal_loss([2.0, -1.0], [1.0, 0.0], reduction='sum'))))"],
-        cwd=work, capture_output=True, text=True, env={"PATH": os.environ.get("PATH", ""), "PYTHONNOUSERSITE": "1"},
+        [
+            str(python),
+            "-c",
+            "import focal_ref; print(focal_ref.__file__); "
+            "print(repr(float(focal_ref.sigmoid_focal_loss([2.0, -1.0], [1.0, 0.0], reduction='sum'))))",
+        ],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env={"PATH": os.environ.get("PATH", ""), "PYTHONNOUSERSITE": "1"},
     )
     assert probe.returncode == 0, probe.stderr
     where, value = probe.stdout.split()
@@ -275,13 +289,25 @@ def site(tmp_path_factory, request) -> Path:
         if not record.exists():
             jupyter_book = Path(sys.executable).with_name("jupyter-book")
             command = [str(jupyter_book) if jupyter_book.exists() else "jupyter-book"]
-            command += ["build", str(ROOT), "-W", "-n", "--keep-going", "--toc", str(TOC), "--path-output", str(out)]
+            command += [
+                "build",
+                str(ROOT),
+                "-W",
+                "-n",
+                "--keep-going",
+                "--toc",
+                str(TOC),
+                "--path-output",
+                str(out),
+            ]
             result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1200)
             record.write_text(json.dumps({"rc": result.returncode, "log": result.stdout + result.stderr}))
     built = json.loads(record.read_text())
     log = built["log"]
     warnings = [line for line in log.splitlines() if "WARNING" in line or "ERROR" in line]
-    assert built["rc"] == 0 and not warnings, "the strict build failed:\n" + ("\n".join(warnings) or log[-3000:])
+    assert built["rc"] == 0 and not warnings, "the strict build failed:\n" + (
+        "\n".join(warnings) or log[-3000:]
+    )
     return out / "_build" / "html"
 
 
@@ -312,16 +338,22 @@ def test_site_loads_nothing_from_the_internet(site):
                 offenders.append(f"{page.relative_to(site)}: <script src={tag['src']}>")
         for tag in soup.find_all("link", href=True):
             rel = " ".join(tag.get("rel", []))
-            if any(r in rel for r in ("stylesheet", "preload", "modulepreload", "icon")) and _is_remote(tag["href"]):
+            if any(r in rel for r in ("stylesheet", "preload", "modulepreload", "icon")) and _is_remote(
+                tag["href"]
+            ):
                 offenders.append(f"{page.relative_to(site)}: <link rel={rel} href={tag['href']}>")
         for tag in soup.find_all(["img", "iframe", "source"], src=True):
             if _is_remote(tag["src"]):
                 offenders.append(f"{page.relative_to(site)}: <{tag.name} src={tag['src']}>")
         for script in soup.find_all("script", src=False):
-            offenders += [f"{page.relative_to(site)}: inline script loads {url}" for url in
-                          re.findall(r"https?://[^\s\"']+\.(?:js|css)\b", script.get_text())]
+            offenders += [
+                f"{page.relative_to(site)}: inline script loads {url}"
+                for url in re.findall(r"https?://[^\s\"']+\.(?:js|css)\b", script.get_text())
+            ]
     for css in sorted(site.rglob("*.css")):
-        for url in re.findall(r"(?:@import\s+(?:url\()?|url\()\s*['\"]?(https?://[^'\")\s]+)", css.read_text("utf-8", "replace")):
+        for url in re.findall(
+            r"(?:@import\s+(?:url\()?|url\()\s*['\"]?(https?://[^'\")\s]+)", css.read_text("utf-8", "replace")
+        ):
             offenders.append(f"{css.relative_to(site)}: {url}")
     assert not offenders, "resources from the internet:\n" + "\n".join(offenders)
 
@@ -365,8 +397,11 @@ def test_site_renders_markdown_tables(site):
         soup = _soup(_page(site, doc))
         for tag in soup.select("pre, code, script, style"):
             tag.decompose()
-        raw += [f"{doc}: {line.strip()[:60]}" for line in soup.get_text("\n").splitlines()
-                if re.fullmatch(r"\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)+\|?\s*", line)]
+        raw += [
+            f"{doc}: {line.strip()[:60]}"
+            for line in soup.get_text("\n").splitlines()
+            if re.fullmatch(r"\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)+\|?\s*", line)
+        ]
     assert not raw, "Markdown tables shown as raw text:\n" + "\n".join(raw)
 
 
@@ -378,8 +413,10 @@ def _math_count(page: Path) -> int:
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not on PATH (apt-get install chromium); "
-                    "the rendered-math check needs a real browser")
+@pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="chromium is not on PATH (apt-get install chromium); the rendered-math check needs a real browser",
+)
 def test_site_math_typesets_in_chromium(site, tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
@@ -389,10 +426,19 @@ def test_site_math_typesets_in_chromium(site, tmp_path):
     def dump_dom(index_page):
         index, page = index_page
         command = [
-            CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-            f"--user-data-dir={tmp_path / f'chromium-profile-{index}'}", "--virtual-time-budget=10000",
-            "--dump-dom", page.as_uri(),
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--disable-quic",
+            f"--user-data-dir={tmp_path / f'chromium-profile-{index}'}",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            page.as_uri(),
         ]
         return subprocess.run(command, capture_output=True, text=True, timeout=180).stdout
 
@@ -400,7 +446,7 @@ def test_site_math_typesets_in_chromium(site, tmp_path):
         doms = list(pool.map(dump_dom, enumerate(pages)))
 
     problems = []
-    for page, dom in zip(pages, doms):
+    for page, dom in zip(pages, doms, strict=True):
         expected = _math_count(page)
         typeset = dom.count("<mjx-container")
         name = page.relative_to(site)
