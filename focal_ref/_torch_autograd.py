@@ -150,7 +150,10 @@ Extra = torch.Tensor | None
 
 def _weighted_elementwise(spec: Spec, x, target, need_grad: bool, weight: Extra, pos_weight: Extra):
     """The sigmoid family with per-element ``weight`` (ignored elements have weight 0) and ``pos_weight``."""
-    if pos_weight is not None:
+    if spec.family == "binary":
+        pos_weight = None if pos_weight is None else pos_weight.to(x.dtype)
+        loss, d = _k.binary_kernel(x, target, spec.alpha, spec.gamma, need_grad, pos_weight)
+    elif pos_weight is not None:
         pos_weight = pos_weight.to(x.dtype)
         loss, d = _k.sigmoid_weighted_kernel(x, target, spec.alpha, spec.gamma, pos_weight, need_grad)
     else:
@@ -206,7 +209,9 @@ def hessian_times(
         hess = _h.sigmoid_hess(x, target, spec.alpha, spec.gamma, pw)
         return hess * v if weight is None else hess * weight.to(x.dtype) * v
     if spec.family == "binary":
-        return _h.binary_hess(x, target, spec.alpha, spec.gamma) * v
+        pw = None if pos_weight is None else pos_weight.to(x.dtype)
+        hess = _h.binary_hess(x, target, spec.alpha, spec.gamma, pw)
+        return hess * v if weight is None else hess * weight.to(x.dtype) * v
     if spec.family == "star":
         return _h.star_hess(x, target, spec.alpha, spec.gamma, spec.beta) * v
     w = _k.dense_weights(target, spec.kind, spec.alpha, spec.ignore_index, x, spec.dim)

@@ -69,7 +69,13 @@ def star_hess(
     return hess if alpha_t is None else alpha_t * hess
 
 
-def binary_hess(p: torch.Tensor, y: torch.Tensor, alpha: float | None, gamma: float) -> torch.Tensor:
+def binary_hess(
+    p: torch.Tensor,
+    y: torch.Tensor,
+    alpha: float | None,
+    gamma: float,
+    pos_weight: torch.Tensor | None = None,
+) -> torch.Tensor:
     """d2FL/dp2 of the probability-input binary loss, elementwise, at face value.
 
     With m = y(1-p) + (1-y)p, s = 1 - 2y, c = CE/m (limit 1 where m = 0):
@@ -81,15 +87,16 @@ def binary_hess(p: torch.Tensor, y: torch.Tensor, alpha: float | None, gamma: fl
     """
     alpha_t = binary_alpha_t(alpha, y)
     a = torch.ones_like(p) if alpha_t is None else alpha_t
-    pos, neg = y * a > 0, (1.0 - y) * a > 0
+    y_pos = y if pos_weight is None else pos_weight * y  # CE = -[w+ y log p + (1-y) log(1-p)]
+    pos, neg = y_pos * a > 0, (1.0 - y) * a > 0
     one = torch.ones_like(p)
     p_pos, q_neg = torch.where(pos, p, one), torch.where(neg, 1.0 - p, one)
     log_p = torch.where(pos, torch.log(p_pos), 0.0)
     log_q = torch.where(neg, torch.log1p(-torch.where(neg, p, 0.0)), 0.0)
-    ce = -(y * log_p + (1.0 - y) * log_q)
+    ce = -(y_pos * log_p + (1.0 - y) * log_q)
     m = y * (1.0 - p) + (1.0 - y) * p
-    d_ce = torch.where(pos, -y / p_pos, 0.0) + torch.where(neg, (1.0 - y) / q_neg, 0.0)
-    d2_ce = torch.where(pos, y / p_pos / p_pos, 0.0) + torch.where(neg, (1.0 - y) / q_neg / q_neg, 0.0)
+    d_ce = torch.where(pos, -y_pos / p_pos, 0.0) + torch.where(neg, (1.0 - y) / q_neg, 0.0)
+    d2_ce = torch.where(pos, y_pos / p_pos / p_pos, 0.0) + torch.where(neg, (1.0 - y) / q_neg / q_neg, 0.0)
     m_gamma = power(m, gamma)
     hess = d2_ce if m_gamma is None else m_gamma * d2_ce
     if gamma != 0.0:

@@ -150,7 +150,12 @@ def sigmoid_weighted_kernel(
 
 
 def binary_kernel(
-    p: torch.Tensor, y: torch.Tensor, alpha: float | None, gamma: float, need_grad: bool
+    p: torch.Tensor,
+    y: torch.Tensor,
+    alpha: float | None,
+    gamma: float,
+    need_grad: bool,
+    pos_weight: torch.Tensor | None = None,
 ) -> Pair:
     """FL of probabilities and dFL/dp, the reference's ``binary_focal_loss`` taken at face value.
 
@@ -158,13 +163,15 @@ def binary_kernel(
     Each log term is masked by its weight y alpha_t (or (1-y) alpha_t), as the reference does: a zero
     weight gives 0 even where the log is -inf (alpha = 1 and p = 1 on a negative). dCE/dp is divided
     last, so that alpha_t m^gamma y / p stays finite where 1/p alone would overflow (subnormal p).
+    ``pos_weight`` w+ scales the positive term: CE = -[w+ y log p + (1-y) log(1-p)].
     """
     alpha_t = binary_alpha_t(alpha, y)
-    pos = y > 0 if alpha_t is None else y * alpha_t > 0
+    y_pos = y if pos_weight is None else pos_weight * y
+    pos = y_pos > 0 if alpha_t is None else y_pos * alpha_t > 0
     neg = y < 1 if alpha_t is None else (1.0 - y) * alpha_t > 0
     log_p = torch.where(pos, torch.log(torch.where(pos, p, 1.0)), 0.0)
     log_q = torch.where(neg, torch.log1p(torch.where(neg, -p, 0.0)), 0.0)  # exact for small p
-    ce = -(y * log_p + (1.0 - y) * log_q)
+    ce = -(y_pos * log_p + (1.0 - y) * log_q)
     m = y * (1.0 - p) + (1.0 - y) * p
     weight = power(m, gamma)
     if alpha_t is not None:
@@ -174,7 +181,9 @@ def binary_kernel(
     loss = (weight * ce).add_(0.0)  # + 0.0 turns the -0.0 of -(0 + 0) into +0.0
     if not need_grad:
         return loss, None
-    d_ce = torch.where(pos, -(weight * y) / p, 0.0) + torch.where(neg, (weight * (1.0 - y)) / (1.0 - p), 0.0)
+    d_ce = torch.where(pos, -(weight * y_pos) / p, 0.0) + torch.where(
+        neg, (weight * (1.0 - y)) / (1.0 - p), 0.0
+    )
     if gamma == 0.0:
         return loss, d_ce
     ce_over_m = torch.where(m > 0, ce / torch.where(m > 0, m, 1.0), 1.0)

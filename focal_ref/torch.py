@@ -21,7 +21,8 @@ class, reductions are ``"none"``, ``"mean"``, ``"sum"``, and the softmax class a
 * Targets are constants: targets that require grad raise ``ValueError``. Hyperparameters and shapes
   are validated eagerly (no device synchronisation); value checks run only with ``validate=True``.
 
-Module layout: ``_torch_inputs`` (checks), ``_torch_kernels`` (loss and first derivative),
+About 430 lines, above the ~400 guide: seven public functions, each with its Google docstring and
+doctest; the computation lives in the ``_torch_*`` modules. Module layout: ``_torch_inputs`` (checks), ``_torch_kernels`` (loss and first derivative),
 ``_torch_hessian`` (second derivatives), ``_torch_autograd`` (the Functions), ``_torch_fused``,
 and this module (the public functions) with ``_torch_modules`` (the ``nn.Module`` classes).
 """
@@ -63,6 +64,18 @@ def _elementwise(
     loss = _ag.apply(x, y, spec)
     if reduction == "mean":
         loss = loss / max(x.numel(), 1)
+    return loss.to(x.dtype)
+
+
+def _weighted(
+    family, x, y, reduction, alpha, gamma, weight, pos_weight, ignore_index, validate
+) -> torch.Tensor:
+    """The sigmoid/binary loss with API decision 2's weight, pos_weight and ignore_index."""
+    y, weight, pos_weight, keep = sigmoid_extras(x, y, weight, pos_weight, ignore_index, validate)
+    spec = _ag.Spec(family, alpha=alpha, gamma=gamma, summed=reduction != "none")
+    loss = _ag.apply(x, y, spec, weight, pos_weight)
+    if reduction == "mean":
+        loss = loss / (max(x.numel(), 1) if keep is None else keep.sum().clamp_min(1))
     return loss.to(x.dtype)
 
 
@@ -142,12 +155,7 @@ def sigmoid_focal_loss(
     )
     if weight is None and pos_weight is None and ignore_index is None:
         return _elementwise("sigmoid", x, y, reduction, alpha=alpha, gamma=gamma, fused=bool(fused))
-    y, weight, pos_weight, keep = sigmoid_extras(x, y, weight, pos_weight, ignore_index, validate)
-    spec = _ag.Spec("sigmoid", alpha=alpha, gamma=gamma, summed=reduction != "none")
-    loss = _ag.apply(x, y, spec, weight, pos_weight)
-    if reduction == "mean":
-        loss = loss / (max(x.numel(), 1) if keep is None else keep.sum().clamp_min(1))
-    return loss.to(x.dtype)
+    return _weighted("sigmoid", x, y, reduction, alpha, gamma, weight, pos_weight, ignore_index, validate)
 
 
 def sigmoid_focal_loss_grad(
@@ -201,6 +209,9 @@ def binary_focal_loss(
     gamma: float = 2.0,
     reduction: Reduction = "none",
     validate: bool = False,
+    weight: torch.Tensor | float | None = None,
+    pos_weight: torch.Tensor | float | None = None,
+    ignore_index: float | None = None,
 ) -> torch.Tensor:
     r"""Focal loss of probabilities p = sigma(x), elementwise: the formula of :func:`sigmoid_focal_loss`.
 
@@ -216,6 +227,9 @@ def binary_focal_loss(
         gamma: focusing parameter, real, >= 0.
         reduction: ``"none"``, ``"mean"`` or ``"sum"``.
         validate: also check probs and targets lie in [0, 1] (synchronises).
+        weight: as in :func:`sigmoid_focal_loss`.
+        pos_weight: as in :func:`sigmoid_focal_loss`.
+        ignore_index: as in :func:`sigmoid_focal_loss`.
 
     Returns:
         A tensor of the probs' dtype: elementwise (``"none"``) or 0-d.
@@ -229,8 +243,12 @@ def binary_focal_loss(
         >>> print(f"{float(binary_focal_loss(torch.tensor([0.9]), torch.tensor([1.0]))[0]):.6f}")
         0.000263
     """
-    p, y, alpha, gamma, reduction = sigmoid_inputs(probs, targets, alpha, gamma, reduction, validate, "probs")
-    return _elementwise("binary", p, y, reduction, alpha=alpha, gamma=gamma)
+    p, y, alpha, gamma, reduction = sigmoid_inputs(
+        probs, targets, alpha, gamma, reduction, validate, "probs", ignore_index=ignore_index
+    )
+    if weight is None and pos_weight is None and ignore_index is None:
+        return _elementwise("binary", p, y, reduction, alpha=alpha, gamma=gamma)
+    return _weighted("binary", p, y, reduction, alpha, gamma, weight, pos_weight, ignore_index, validate)
 
 
 def sigmoid_focal_loss_star(

@@ -364,3 +364,46 @@ def test_sigmoid_ignore_index_leaves_the_mean():
         ft.sigmoid_focal_loss(x, y.clamp_min(0), ignore_index=0.5)
     with pytest.raises(ValueError, match="weight"):
         ft.sigmoid_focal_loss(x, y.clamp_min(0), weight=torch.ones(3))
+
+
+@given(
+    st.lists(st.tuples(st.floats(0.01, 0.99), st.one_of(TARGET, st.just(-1.0))), min_size=1, max_size=8),
+    GAMMA,
+    ALPHA,
+    st.booleans(),
+    st.sampled_from([None, 0.0, 2.5, "per-element"]),
+    st.booleans(),
+)
+def test_search_binary_weight_pos_weight_ignore_index(pairs, gamma, alpha, weighted, pos_kind, ignore):
+    p64 = np.array([q[0] for q in pairs])
+    y64 = np.array([q[1] for q in pairs])
+    if not ignore:
+        y64 = np.where(y64 < 0, 0.0, y64)
+    rng = np.random.default_rng(len(pairs))
+    kw = dict(
+        alpha=alpha,
+        gamma=gamma,
+        weight=rng.uniform(0, 2, p64.shape) if weighted else None,
+        pos_weight=rng.uniform(0, 4, p64.shape) if pos_kind == "per-element" else pos_kind,
+        ignore_index=-1.0 if ignore else None,
+    )
+    tkw = {k: (torch.tensor(v) if isinstance(v, np.ndarray) else v) for k, v in kw.items()}
+    p, y = torch.tensor(p64), torch.tensor(y64)
+    for reduction in ("none", "mean"):
+        expected = ref.binary_focal_loss(p64, y64, reduction=reduction, **kw)
+        _check(ft.binary_focal_loss(p, y, reduction=reduction, **tkw), expected, "float64", "loss")
+    leaf = p.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(ft.binary_focal_loss(leaf, y, reduction="sum", **tkw), leaf, create_graph=True)
+    eps = 1e-7
+    numeric = (ref.binary_focal_loss(p64 + eps, y64, **kw) - ref.binary_focal_loss(p64 - eps, y64, **kw)) / (
+        2 * eps
+    )
+    _check(
+        g, numeric, "float32", "grad", scale=np.abs(numeric) + 1e-4
+    )  # a central difference: ~1e-8 absolute
+    (h,) = torch.autograd.grad(g.sum(), leaf)
+    gp = ft.binary_focal_loss  # finite difference of torch's own first derivative
+    plus, minus = (p + eps).requires_grad_(True), (p - eps).requires_grad_(True)
+    (g1,) = torch.autograd.grad(gp(plus, y, reduction="sum", **tkw), plus)
+    (g2,) = torch.autograd.grad(gp(minus, y, reduction="sum", **tkw), minus)
+    _check(h, ((g1 - g2) / (2 * eps)).numpy(), "float32", "hess", scale=np.abs(h.detach().numpy()) + 1e-2)
