@@ -21,10 +21,11 @@ class, reductions are ``"none"``, ``"mean"``, ``"sum"``, and the softmax class a
 * Targets are constants: targets that require grad raise ``ValueError``. Hyperparameters and shapes
   are validated eagerly (no device synchronisation); value checks run only with ``validate=True``.
 
-About 430 lines, above the ~400 guide: seven public functions, each with its Google docstring and
-doctest; the computation lives in the ``_torch_*`` modules. Module layout: ``_torch_inputs`` (checks), ``_torch_kernels`` (loss and first derivative),
-``_torch_hessian`` (second derivatives), ``_torch_autograd`` (the Functions), ``_torch_fused``,
-and this module (the public functions) with ``_torch_modules`` (the ``nn.Module`` classes).
+About 450 lines, above the ~400 guide: seven public functions, each with its Google docstring and
+doctest; the computation lives in the ``_torch_*`` modules: ``_torch_inputs`` (checks),
+``_torch_kernels`` (loss and first derivative), ``_torch_hessian`` (second derivatives),
+``_torch_autograd`` (the Functions), ``_torch_fused``, and ``_torch_modules`` (the ``nn.Module``
+classes).
 """
 
 from __future__ import annotations
