@@ -55,11 +55,6 @@ def _toolbelt_functional() -> types.ModuleType:
 # adapters: adapter(fn, logits, targets, *, alpha, gamma) -> the reference's unreduced loss
 
 
-def _kornia_binary(fn, x, y, *, alpha, gamma):
-    # kornia wants (N, C, *): one channel
-    return fn(x[:, None], y[:, None], alpha=alpha, gamma=gamma, reduction="none")[:, 0]
-
-
 def _fvcore(fn, x, y, *, alpha, gamma):
     return fn(x, y, alpha=-1 if alpha is None else alpha, gamma=gamma, reduction="none")
 
@@ -93,10 +88,6 @@ def _monai_sigmoid(fn, x, y, *, alpha, gamma):
 def _monai_softmax(fn, x, t, *, alpha, gamma):
     loss = fn(use_softmax=True, gamma=gamma, to_onehot_y=True, reduction="none")
     return loss(x, t[:, None]).sum(dim=1)
-
-
-def _kornia_softmax(fn, x, t, *, alpha, gamma):
-    return fn(x, t, alpha=alpha, gamma=gamma, reduction="none").sum(dim=1)
 
 
 def _smp_or_toolbelt_binary(fn, x, y, *, alpha, gamma):

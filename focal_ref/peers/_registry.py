@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..testing.adapters import kornia_binary as _kornia_binary
+from ..testing.adapters import kornia_softmax as _kornia_softmax
 from ._adapters import (
     _focal_loss_tf_binary,
     _focal_loss_tf_sparse,
@@ -16,8 +18,6 @@ from ._adapters import (
     _fvcore,
     _keras_binary,
     _keras_categorical,
-    _kornia_binary,
-    _kornia_softmax,
     _monai_sigmoid,
     _monai_softmax,
     _optax,
