@@ -76,7 +76,7 @@ class Spec:
     alpha: Any = None
     gamma: float = 2.0
     beta: float = 1.0
-    dim: int | None = None
+    dim: int = 1
     kind: str = "probabilities"
     ignore_index: int | None = None
     summed: bool = False
@@ -121,20 +121,20 @@ def in_cpu_blocks(kernel, x, y, need_grad: bool, summed: bool = False, blocks: b
         loss, grad = kernel(x, y, need_grad)
         return (_total(loss) if summed else loss), grad
     flat_x, flat_y = x.reshape(-1), y.reshape(-1)
-    loss = None if summed else torch.empty_like(flat_x)
+    loss_buffer = torch.empty(0) if summed else torch.empty_like(flat_x)
     block_sums = []
-    grad = torch.empty_like(flat_x) if need_grad else None
+    grad_buffer = torch.empty_like(flat_x) if need_grad else torch.empty(0)
     for start in range(0, n, CPU_BLOCK):
         block = slice(start, start + CPU_BLOCK)
         block_loss, block_grad = kernel(flat_x[block], flat_y[block], need_grad)
         if summed:
             block_sums.append(_total(block_loss))
         else:
-            loss[block] = block_loss
+            loss_buffer[block] = block_loss
         if need_grad:
-            grad[block] = block_grad
-    loss = torch.stack(block_sums).sum() if summed else loss.view(x.shape)
-    return loss, None if grad is None else grad.view(x.shape)
+            grad_buffer[block] = block_grad
+    loss = torch.stack(block_sums).sum() if summed else loss_buffer.view(x.shape)
+    return loss, grad_buffer.view(x.shape) if need_grad else None
 
 
 def _as_values(spec: Spec, target: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

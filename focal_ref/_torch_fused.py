@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import types
 import warnings
 
 import torch
@@ -20,7 +21,8 @@ _INTERNAL_DIRS = (
 
 def caller_stacklevel() -> int:
     """The ``stacklevel`` of the first frame outside focal_ref and torch: a warning points at the user."""
-    frame, level = sys._getframe(1), 1
+    frame: types.FrameType | None = sys._getframe(1)
+    level = 1
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_INTERNAL_DIRS):
         frame, level = frame.f_back, level + 1
     return level

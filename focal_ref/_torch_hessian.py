@@ -153,7 +153,7 @@ def softmax_hvp(x: torch.Tensor, w: torch.Tensor, gamma: float, dim: int, v: tor
     vb_k_over_u = (ratio * (v_k - v)).sum(dim, keepdim=True)
     vb = torch.where(is_k, u_k * vb_k_over_u, v - (p * v).sum(dim, keepdim=True))
     hv = p * big_s * vb
-    if gamma != 0.0:
+    if u_gamma is not None:  # gamma != 0
         factor = 2.0 + (gamma - 1.0) * h
         p_over_u = torch.where(is_k, 0.0, p / torch.where(is_k, 1.0, u))  # <= 1 off the dominant class
         scaled = torch.where(is_k, h * vb - p * factor * vb_k_over_u, (h - p_over_u * factor) * vb)

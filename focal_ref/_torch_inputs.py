@@ -82,11 +82,13 @@ def sigmoid_inputs(logits, targets, alpha, gamma, reduction, validate, name="log
     return x, y, alpha, gamma, reduction
 
 
-def sigmoid_extras(x, y, weight, pos_weight, ignore_index, validate):
+def sigmoid_extras(
+    x: torch.Tensor, y: torch.Tensor, weight: Any, pos_weight: Any, ignore_index: Any, validate: bool
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
     """API decision 2: (targets with ignored entries set to 0, effective weight or None, pos_weight or None,
     keep mask or None). The effective weight is ``weight`` times the keep mask (0 where ignored)."""
     compute = compute_dtype(x.dtype)
-    tensors = []
+    tensors: list[torch.Tensor | None] = []
     for value, name in ((weight, "weight"), (pos_weight, "pos_weight")):
         if value is None:
             tensors.append(None)
@@ -108,16 +110,17 @@ def sigmoid_extras(x, y, weight, pos_weight, ignore_index, validate):
             require(torch.isfinite(tensor) & (tensor >= 0), f"{name} must be finite and >= 0")
         tensors.append(tensor)
     weight, pos_weight = tensors
-    keep = None
+    keep: torch.Tensor | None = None
     if ignore_index is not None:
         if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Real):
             raise TypeError(f"ignore_index must be a real number or None, got {type(ignore_index).__name__}")
+        ignore_index = float(ignore_index)
         if not math.isfinite(ignore_index) or 0.0 <= ignore_index <= 1.0:
             raise ValueError(
                 f"ignore_index must be a finite number outside [0, 1] (e.g. -1), got {ignore_index}"
             )
-        keep = y != ignore_index
-        y = torch.where(keep, y, 0)
+        keep = torch.ne(y, float(ignore_index))
+        y = torch.where(keep, y, torch.zeros((), dtype=y.dtype, device=y.device))
         mask = keep.to(compute)
         weight = mask if weight is None else weight * mask
     return y, weight, pos_weight, keep

@@ -345,11 +345,11 @@ def softmax_focal_loss(
         >>> print(f"{float(softmax_focal_loss(logits, torch.tensor([0]))[0]):.6f}")
         0.004144
     """
-    x, dim, kind, target, alpha, gamma, reduction, keep = softmax_inputs(
+    x, dim, kind, target, alpha, gamma, mode, keep = softmax_inputs(
         logits, targets, alpha, gamma, reduction, dim, ignore_index, validate, "logits"
     )
     return _per_sample(
-        x, target, reduction, keep, family="softmax", kind=kind, alpha=alpha, gamma=gamma, dim=dim,
+        x, target, mode, keep, family="softmax", kind=kind, alpha=alpha, gamma=gamma, dim=dim,
         ignore_index=ignore_index,
     )  # fmt: skip
 
@@ -434,11 +434,11 @@ def categorical_focal_loss(
         >>> print(f"{float(categorical_focal_loss(torch.tensor([[0.8, 0.2]]), torch.tensor([0]))[0]):.6f}")
         0.008926
     """
-    p, dim, kind, target, alpha, gamma, reduction, keep = softmax_inputs(
+    p, dim, kind, target, alpha, gamma, mode, keep = softmax_inputs(
         probs, targets, alpha, gamma, reduction, dim, ignore_index, validate, "probs"
     )
     return _per_sample(
-        p, target, reduction, keep, family="categorical", kind=kind, alpha=alpha, gamma=gamma, dim=dim,
+        p, target, mode, keep, family="categorical", kind=kind, alpha=alpha, gamma=gamma, dim=dim,
         ignore_index=ignore_index,
     )  # fmt: skip
 
