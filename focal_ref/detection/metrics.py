@@ -33,7 +33,9 @@ def coco_ap(
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    images, anns, dets = [], [], []
+    images: list[dict] = []
+    anns: list[dict] = []
+    dets: list[dict] = []
     for i, (boxes, labels) in enumerate(zip(gt_boxes, gt_labels, strict=False)):
         images.append({"id": i, "width": 1, "height": 1})
         for b, c in zip(np.asarray(boxes, float).reshape(-1, 4), labels, strict=False):

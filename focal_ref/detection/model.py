@@ -54,10 +54,14 @@ class TinyRetinaNet(nn.Module):
         self.cls_tower = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.ReLU())
         self.cls_head = nn.Conv2d(width, num_classes * self.num_anchors, 3, padding=1)
         self.box_head = nn.Conv2d(width, 4 * self.num_anchors, 3, padding=1)
-        for layer in (self.cls_tower[0], self.cls_head, self.box_head):
+        tower_conv = self.cls_tower[0]
+        assert isinstance(tower_conv, nn.Conv2d)
+        for layer in (tower_conv, self.cls_head, self.box_head):
+            assert layer.bias is not None
             nn.init.normal_(layer.weight, std=0.01)
             nn.init.zeros_(layer.bias)
         if prior is not None:
+            assert self.cls_head.bias is not None
             nn.init.constant_(self.cls_head.bias, prior_bias(prior))
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

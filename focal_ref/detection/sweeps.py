@@ -223,7 +223,7 @@ def wins_summary(records: Sequence[dict], metric: str = "AP") -> list[dict]:
                 by_loss[(g, a)] = mean_ap(sub, metric, gamma=g, alpha=a)[0]
             ce = {a: v for (g, a), v in by_loss.items() if g == 0}
             fl = {a: v for (g, a), v in by_loss.items() if g == 2}
-            best_ce, best_fl = max(ce, key=ce.get), max(fl, key=fl.get)
+            best_ce, best_fl = max(ce, key=lambda a: ce[a]), max(fl, key=lambda a: fl[a])
             rows.append(
                 {
                     "setting": name,

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import torch
@@ -128,6 +129,7 @@ def anchor_stats(labels: torch.Tensor) -> dict[str, float]:
 
 def _ohem_mask(cls_loss: torch.Tensor, labels: torch.Tensor, config: DetectorConfig) -> torch.Tensor:
     """Which anchors OHEM keeps: all positives and the hardest negatives (per anchor: summed over classes)."""
+    assert config.ohem is not None
     per_anchor = cls_loss.detach().sum(-1).masked_fill(labels == -1, -1.0)
     keep = torch.zeros_like(labels, dtype=torch.bool)
     for i in range(labels.shape[0]):
@@ -149,7 +151,7 @@ def evaluate(
 ) -> dict[str, float]:
     """COCO AP / AP50 / AP75 of ``model`` on ``scenes``."""
     model.eval()
-    dets = ([], [], [])
+    dets: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]] = ([], [], [])
     for start in range(0, len(scenes), batch_size):
         logits, deltas = model(torch.from_numpy(scenes.images[start : start + batch_size]))
         for lg, dl in zip(logits, deltas, strict=False):
@@ -236,7 +238,7 @@ def train_detector(config: DetectorConfig, progress: Iterable | None = None) -> 
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
         opt.step()
         losses.append(float(loss.detach()))
-    result = evaluate(model, test, anchors)
+    result: dict[str, Any] = dict(evaluate(model, test, anchors))
     result.update(anchor_stats(labels))
     result["final_loss"] = float(np.mean(losses[-20:])) if losses else float("nan")
     result["wall_s"] = time.perf_counter() - start
