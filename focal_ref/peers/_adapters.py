@@ -45,9 +45,11 @@ def _toolbelt_functional() -> types.ModuleType:
     # pytorch_toolbelt.utils imports cv2; its `support` module holds that decorator alone.
     if "pytorch_toolbelt.utils" not in sys.modules:
         support = load_module("pytorch_toolbelt.utils.support")
-        sys.modules[
-            "pytorch_toolbelt.utils"
-        ].pytorch_toolbelt_deprecated = support.pytorch_toolbelt_deprecated
+        setattr(
+            sys.modules["pytorch_toolbelt.utils"],
+            "pytorch_toolbelt_deprecated",
+            support.pytorch_toolbelt_deprecated,
+        )
     return load_module("pytorch_toolbelt.losses.functional")
 
 
