@@ -11,6 +11,7 @@ import importlib.util
 import pathlib
 import sys
 import types
+from typing import Any
 
 import numpy as np
 
@@ -45,11 +46,8 @@ def _toolbelt_functional() -> types.ModuleType:
     # pytorch_toolbelt.utils imports cv2; its `support` module holds that decorator alone.
     if "pytorch_toolbelt.utils" not in sys.modules:
         support = load_module("pytorch_toolbelt.utils.support")
-        setattr(
-            sys.modules["pytorch_toolbelt.utils"],
-            "pytorch_toolbelt_deprecated",
-            support.pytorch_toolbelt_deprecated,
-        )
+        utils: Any = sys.modules["pytorch_toolbelt.utils"]
+        utils.pytorch_toolbelt_deprecated = support.pytorch_toolbelt_deprecated
     return load_module("pytorch_toolbelt.losses.functional")
 
 
