@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
-from typing import Union
+from typing import Literal, Union, cast
 
 REDUCTIONS = ("none", "mean", "sum")
 
@@ -96,12 +96,13 @@ def check_class_alpha(alpha, num_classes: int) -> tuple[float, ...] | None:
     return tuple(_check_unit_interval(v, f"alpha[{i}]") for i, v in enumerate(values))
 
 
-def check_reduction(reduction) -> str:
+def check_reduction(reduction) -> Literal["none", "mean", "sum"]:
+    """``reduction`` itself, if it is one of ``"none"``, ``"mean"``, ``"sum"``; else TypeError/ValueError."""
     if not isinstance(reduction, str):
         raise TypeError(f"reduction must be one of {REDUCTIONS}, got {type(reduction).__name__}")
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    return reduction
+    return cast(Literal["none", "mean", "sum"], reduction)
 
 
 def check_axis(axis, ndim: int, name: str = "axis") -> int:
@@ -110,9 +111,10 @@ def check_axis(axis, ndim: int, name: str = "axis") -> int:
         raise TypeError(f"{name} must be an int, got {type(axis).__name__}")
     if ndim == 0:
         raise ValueError(f"logits must have a class axis ({name}={axis}), got a 0-d input")
+    axis = int(axis)
     if not -ndim <= axis < ndim:
         raise ValueError(f"{name}={axis} is out of range for logits with {ndim} dimensions")
-    return int(axis) % ndim
+    return axis % ndim
 
 
 def check_ignore_index(ignore_index) -> int | None:
@@ -153,7 +155,7 @@ def check_class_alpha_spec(alpha) -> AlphaLike:
     the logits at the first call, by :func:`check_class_alpha`).
     """
     if alpha is None or _is_real_number(alpha):
-        return None if alpha is None else check_class_alpha(alpha, 1)[0]
+        return None if alpha is None else _check_unit_interval(alpha, "alpha")
     values = None
     if not isinstance(alpha, (str, bytes, set, frozenset, dict)) and hasattr(alpha, "__len__"):
         values = alpha.tolist() if hasattr(alpha, "tolist") else list(alpha)

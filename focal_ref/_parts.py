@@ -74,9 +74,10 @@ def binary_targets(targets: npt.ArrayLike, shape: tuple, ignore_index, logits_na
         return unit_interval(raw, "targets"), None
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Real):
         raise TypeError(f"ignore_index must be a real number or None, got {type(ignore_index).__name__}")
-    if not np.isfinite(ignore_index) or 0.0 <= ignore_index <= 1.0:
+    value = float(ignore_index)
+    if not np.isfinite(value) or 0.0 <= value <= 1.0:
         raise ValueError(f"ignore_index must be a finite number outside [0, 1] (e.g. -1), got {ignore_index}")
-    keep = raw != ignore_index
+    keep = raw != value
     y = np.where(keep, raw, 0.0)
     unit_interval(y, "targets")
     return y, keep
