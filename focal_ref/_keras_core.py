@@ -7,6 +7,9 @@ numerics (log space, no clipping, derivatives of every order finite) are explain
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import keras
 import numpy as np
 from keras import ops
@@ -203,7 +206,7 @@ def _binary_alpha_t(alpha, y):
     return 1.0 if alpha is None else alpha * y + (1.0 - alpha) * (1.0 - y)
 
 
-def _sigmoid_parts(x, y):
+def _sigmoid_parts(x, y, pos_weight=None):
     """CE, m = 1 - p_t and log m, all from the logits in log space (no cancellation, no log of a rounded m).
 
     -log p = softplus(-x), -log(1-p) = softplus(x), m = y q + (1-y) p with q = 1 - p = sigma(-x);
@@ -211,7 +214,7 @@ def _sigmoid_parts(x, y):
     """
     p, q = _sigmoid(x), _sigmoid(-x)
     sp_neg, sp_pos = _softplus(-x), _softplus(x)
-    ce = y * sp_neg + (1.0 - y) * sp_pos
+    ce = (y if pos_weight is None else pos_weight * y) * sp_neg + (1.0 - y) * sp_pos
     m = y * q + (1.0 - y) * p
     positive, negative = y >= 1.0, y <= 0.0
     soft = ops.logical_not(ops.logical_or(positive, negative))
@@ -221,15 +224,58 @@ def _sigmoid_parts(x, y):
     return ce, m, log_m
 
 
-def _sigmoid_inputs(logits, targets, alpha, gamma, validate):
-    x, out_dtype = _float_input(logits, "logits")
+def _sigmoid_inputs(logits, targets, alpha, gamma, validate, ignore_index=None, name="logits"):
+    """(x, y with ignored targets set to 0, alpha, gamma, output dtype, keep mask or None)."""
+    x, out_dtype = _float_input(logits, name)
     y = ops.cast(_to_tensor(targets, "targets"), x.dtype)
-    _same_shape(x, y)
+    _same_shape(x, y, name)
     alpha, gamma = check_binary_alpha(alpha), check_gamma(gamma)
+    ignore_index = _check_binary_ignore_index(ignore_index)
+    keep = None
+    if ignore_index is not None:
+        keep = ops.not_equal(y, ignore_index)
+        y = ops.where(keep, y, 0.0)
     if validate:
-        _check_finite(x, "logits")
+        if name == "logits":
+            _check_finite(x, "logits")
         _check_unit_interval(y, "targets")
-    return x, y, alpha, gamma, out_dtype
+    return x, y, alpha, gamma, out_dtype, keep
+
+
+def _check_binary_ignore_index(ignore_index):
+    """The sigmoid family's ``ignore_index``: None, or a finite real number outside [0, 1] (e.g. -1)."""
+    if ignore_index is None:
+        return None
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Real):
+        raise TypeError(f"ignore_index must be a real number or None, got {type(ignore_index).__name__}")
+    value = float(ignore_index)
+    if not math.isfinite(value) or 0.0 <= value <= 1.0:
+        raise ValueError(
+            f"ignore_index must be a finite number outside [0, 1] (e.g. -1), got {ignore_index!r}"
+        )
+    return value
+
+
+def _element_weights(value, x, name: str, validate: bool):
+    """``weight`` / ``pos_weight``: None, or a tensor broadcastable to x's shape (values >= 0, finite)."""
+    if value is None:
+        return None
+    w = ops.cast(_to_tensor(value, name), x.dtype)
+    w_shape, x_shape = _shape(w), _shape(x)
+    if None not in w_shape and None not in x_shape:
+        try:
+            broadcast = np.broadcast_shapes(w_shape, x_shape)
+        except ValueError:
+            broadcast = None
+        if broadcast != x_shape:
+            raise ValueError(f"{name} of shape {w_shape} does not broadcast to the logits' shape {x_shape}")
+    if validate:
+        _require(ops.all(ops.isfinite(w) & (w >= 0.0)), f"{name} must be finite and >= 0")
+    return w
+
+
+def _count_kept(keep, dtype):
+    return None if keep is None else ops.sum(ops.cast(keep, dtype))
 
 
 def _log_softmax_parts(x):

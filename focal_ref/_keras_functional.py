@@ -13,7 +13,6 @@ from keras import ops
 from ._checks import (
     check_axis,
     check_beta,
-    check_binary_alpha,
     check_class_alpha,
     check_gamma,
     check_ignore_index,
@@ -24,14 +23,15 @@ from ._keras_core import (
     _binary_alpha_t,
     _check_finite,
     _check_unit_interval,
+    _count_kept,
     _dtype,
+    _element_weights,
     _float_input,
     _is_integer,
     _log_softmax_parts,
     _power,
     _reduce,
     _require,
-    _same_shape,
     _shape,
     _sigmoid_inputs,
     _sigmoid_parts,
@@ -49,6 +49,15 @@ Reduction = Literal["none", "mean", "sum"]
 # sigmoid / binary / multi-label
 
 
+def _finish(loss, weight, keep, reduction):
+    """Per-element weight, the ignore mask (0 loss and gradient; out of the mean's count), the reduction."""
+    if weight is not None:
+        loss = loss * weight
+    if keep is not None:
+        loss = ops.where(keep, loss, 0.0)
+    return _reduce(loss, reduction, _count_kept(keep, loss.dtype))
+
+
 def sigmoid_focal_loss(
     logits: ArrayLike,
     targets: ArrayLike,
@@ -57,6 +66,9 @@ def sigmoid_focal_loss(
     gamma: float = 2.0,
     reduction: Reduction = "none",
     validate: bool = False,
+    weight: ArrayLike | None = None,
+    pos_weight: ArrayLike | None = None,
+    ignore_index: float | None = None,
 ) -> Tensor:
     r"""Sigmoid focal loss of logits, elementwise (binary or multi-label), with ``keras.ops``.
 
@@ -77,6 +89,12 @@ def sigmoid_focal_loss(
         gamma: focusing parameter >= 0.
         reduction: ``"none"``, ``"mean"`` or ``"sum"``.
         validate: also check that logits are finite and targets in [0, 1] (reads values: a sync).
+        weight: per-element weights w_i >= 0, finite, broadcastable to the shape; each loss becomes
+            w_i FL_i (the mean's count stays unweighted).
+        pos_weight: w_+ >= 0, broadcastable (typically per class, shape (C,)); scales the positive term:
+            CE = -[w_+ y log p + (1-y) log(1-p)], as ``BCEWithLogitsLoss(pos_weight=)``.
+        ignore_index: a number outside [0, 1] (e.g. -1): elements whose target equals it give 0 (also in
+            the gradient) and leave the mean's count (0.0 when every element is ignored).
 
     Returns:
         A tensor of the logits' shape (``"none"``) or a scalar, in the logits' dtype.
@@ -92,10 +110,14 @@ def sigmoid_focal_loss(
         0.6931
     """
     reduction = check_reduction(reduction)
-    x, y, alpha, gamma, out_dtype = _sigmoid_inputs(logits, targets, alpha, gamma, validate)
-    ce, m, log_m = _sigmoid_parts(x, y)
+    x, y, alpha, gamma, out_dtype, keep = _sigmoid_inputs(
+        logits, targets, alpha, gamma, validate, ignore_index
+    )
+    w = _element_weights(weight, x, "weight", validate)
+    pw = _element_weights(pos_weight, x, "pos_weight", validate)
+    ce, m, log_m = _sigmoid_parts(x, y, pw)
     loss = _binary_alpha_t(alpha, y) * _smooth_power(m, log_m, gamma) * ce
-    return ops.cast(_reduce(loss, reduction), out_dtype)
+    return ops.cast(_finish(loss, w, keep, reduction), out_dtype)
 
 
 def binary_focal_loss(
@@ -106,6 +128,9 @@ def binary_focal_loss(
     gamma: float = 2.0,
     reduction: Reduction = "none",
     validate: bool = False,
+    weight: ArrayLike | None = None,
+    pos_weight: ArrayLike | None = None,
+    ignore_index: float | None = None,
 ) -> Tensor:
     r"""Focal loss of probabilities p = sigma(x), elementwise; reference: :func:`focal_ref.binary_focal_loss`.
 
@@ -122,6 +147,12 @@ def binary_focal_loss(
         gamma: focusing parameter >= 0.
         reduction: ``"none"``, ``"mean"`` or ``"sum"``.
         validate: also check that probs and targets lie in [0, 1] (a sync).
+        weight: per-element weights w_i >= 0, finite, broadcastable to the shape; each loss becomes
+            w_i FL_i (the mean's count stays unweighted).
+        pos_weight: w_+ >= 0, broadcastable (typically per class, shape (C,)); scales the positive term:
+            CE = -[w_+ y log p + (1-y) log(1-p)], as ``BCEWithLogitsLoss(pos_weight=)``.
+        ignore_index: a number outside [0, 1] (e.g. -1): elements whose target equals it give 0 (also in
+            the gradient) and leave the mean's count (0.0 when every element is ignored).
 
     Returns:
         A tensor of the probs' shape (``"none"``) or a scalar, in the probs' dtype.
@@ -135,25 +166,26 @@ def binary_focal_loss(
         >>> print(f"{float(binary_focal_loss([0.5], [1.0], alpha=None, gamma=1.0)[0]):.4f}")
         0.3466
     """
-    p, out_dtype = _float_input(probs, "probs")
-    y = ops.cast(_to_tensor(targets, "targets"), p.dtype)
-    _same_shape(p, y, "probs")
-    alpha, gamma = check_binary_alpha(alpha), check_gamma(gamma)
     reduction = check_reduction(reduction)
+    p, y, alpha, gamma, out_dtype, keep = _sigmoid_inputs(
+        probs, targets, alpha, gamma, validate, ignore_index, "probs"
+    )
     if validate:
         _check_unit_interval(p, "probs")
-        _check_unit_interval(y, "targets")
+    w = _element_weights(weight, p, "weight", validate)
+    pw = _element_weights(pos_weight, p, "pos_weight", validate)
     alpha_t = _binary_alpha_t(alpha, y)
+    y_pos = y if pw is None else pw * y  # the weight of -log p
     # xlogy-style: a zero weight (y, 1-y or alpha_t) makes the term 0 even where the log is -inf; weighting
     # afterwards would give alpha_t * inf = 0 * inf = NaN. The inner where keeps log(0) (and its infinite
     # derivative) out of unused terms. log1p(-p) is exact for small p.
-    use_p, use_q = y * alpha_t > 0, (1.0 - y) * alpha_t > 0
+    use_p, use_q = y_pos * alpha_t > 0, (1.0 - y) * alpha_t > 0
     log_p = ops.where(use_p, ops.log(ops.where(use_p, p, 1.0)), 0.0)
     log_q = ops.where(use_q, ops.log1p(-ops.where(use_q, p, 0.0)), 0.0)
-    ce = -(y * log_p + (1.0 - y) * log_q)
+    ce = -(y_pos * log_p + (1.0 - y) * log_q)
     m = y * (1.0 - p) + (1.0 - y) * p
     loss = alpha_t * _power(m, gamma) * ce
-    return ops.cast(_reduce(loss, reduction), out_dtype)
+    return ops.cast(_finish(loss, w, keep, reduction), out_dtype)
 
 
 def sigmoid_focal_loss_star(
@@ -195,7 +227,7 @@ def sigmoid_focal_loss_star(
         0.6931
     """
     reduction = check_reduction(reduction)
-    x, y, alpha, _, out_dtype = _sigmoid_inputs(logits, targets, alpha, gamma, validate)
+    x, y, alpha, _, out_dtype, _ = _sigmoid_inputs(logits, targets, alpha, gamma, validate)
     gamma = check_gamma(gamma, positive=True)
     beta = check_beta(beta)
     if validate:

@@ -1,3 +1,4 @@
+# ruff: noqa: B023  (the lambdas in loops are called at once, inside the loop)
 """focal_ref.keras against the NumPy reference, on whatever Keras backend KERAS_BACKEND selects.
 
 The README runs this module three times: with the default (TensorFlow), with KERAS_BACKEND=torch and with
@@ -18,19 +19,23 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from cases import ALPHAS, GAMMAS, sigmoid_cases, softmax_cases  # noqa: E402
 from keras import ops  # noqa: E402
 
 import focal_ref  # noqa: E402
 import focal_ref.keras as fk  # noqa: E402
-from cases import ALPHAS, GAMMAS, sigmoid_cases, softmax_cases  # noqa: E402
 
 BACKEND = keras.backend.backend()
 
 # rtol per dtype: float64/float32 a few ulp times the amplification by gamma (up to 5 here) of the
 # rounding of 1 - p_t; half precision is computed in float32 and rounded once to the output dtype.
 RTOL = {"float64": 1e-13, "float32": 1e-5, "float16": 2.0**-11 + 1e-5, "bfloat16": 2.0**-8 + 1e-5}
-ATOL = {"float64": np.finfo(np.float64).tiny, "float32": np.finfo(np.float32).tiny,
-        "float16": float(np.finfo(np.float16).tiny), "bfloat16": np.finfo(np.float32).tiny}
+ATOL = {
+    "float64": np.finfo(np.float64).tiny,
+    "float32": np.finfo(np.float32).tiny,
+    "float16": float(np.finfo(np.float16).tiny),
+    "bfloat16": np.finfo(np.float32).tiny,
+}
 DTYPES = list(RTOL)
 # Keras's own reduction in the Loss classes: Keras 3.15's torch backend divides in float32 even for float64
 # values (ops.divide_no_nan and ops.mean promote float64 with "float32" to float32), so reduced float64
@@ -102,7 +107,7 @@ def _value_and_grad(fn, values, dtype):
 
 
 def _sigmoid_grad_terms(x, y, alpha, gamma):
-    """The size of dFL/dx's parts before they cancel (for soft labels dFL/dx can be 0 exactly, as at x = 0, y = .5)."""
+    """The size of dFL/dx's parts before they cancel (soft labels: dFL/dx can be 0, as at x = 0, y = .5)."""
     with np.errstate(all="ignore"):
         p = 1.0 / (1.0 + np.exp(-x))
         m = y * (1.0 - p) + (1.0 - y) * p
@@ -185,8 +190,12 @@ def test_softmax_losses_match_reference(dtype):
         ref = focal_ref.categorical_focal_loss(pr, index[:100], alpha=[0.1, 0.2, 0.3, 0.9, 1.0], gamma=gamma)
         _assert_close(_numpy(out), ref, dtype, f"categorical_focal_loss gamma={gamma}")
         out = fk.categorical_focal_loss(p, s[:100], gamma=gamma)
-        _assert_close(_numpy(out), focal_ref.categorical_focal_loss(pr, sr[:100], gamma=gamma), dtype,
-                      f"categorical_focal_loss gamma={gamma} soft")
+        _assert_close(
+            _numpy(out),
+            focal_ref.categorical_focal_loss(pr, sr[:100], gamma=gamma),
+            dtype,
+            f"categorical_focal_loss gamma={gamma} soft",
+        )
 
 
 def test_softmax_axis_ignore_index_and_reductions():
@@ -198,11 +207,17 @@ def test_softmax_axis_ignore_index_and_reductions():
     for reduction in ("none", "mean", "sum"):
         kw = dict(alpha=[0.2, 0.5, 1.0], gamma=1.5, axis=1, ignore_index=-100, reduction=reduction)
         out = fk.softmax_focal_loss(logits, ops.convert_to_tensor(labels, "int32"), **kw)
-        _assert_close(_numpy(out), focal_ref.softmax_focal_loss(logits, labels, **kw), "float64", "softmax axis=1")
+        _assert_close(
+            _numpy(out), focal_ref.softmax_focal_loss(logits, labels, **kw), "float64", "softmax axis=1"
+        )
         soft = rng.dirichlet(np.ones(3), (4, 5)).transpose(0, 2, 1)
         kw = dict(gamma=0.5, axis=-2, reduction=reduction)
-        _assert_close(_numpy(fk.categorical_focal_loss(soft, soft, **kw)),
-                      focal_ref.categorical_focal_loss(soft, soft, **kw), "float64", "categorical axis=-2")
+        _assert_close(
+            _numpy(fk.categorical_focal_loss(soft, soft, **kw)),
+            focal_ref.categorical_focal_loss(soft, soft, **kw),
+            "float64",
+            "categorical axis=-2",
+        )
     everything_ignored = np.full((4, 5), -100)
     out = fk.softmax_focal_loss(logits, everything_ignored, axis=1, ignore_index=-100, reduction="mean")
     assert float(_numpy(out)) == 0.0
@@ -219,7 +234,8 @@ def test_sigmoid_reductions_and_plain_inputs():
             _assert_close(_numpy(out), ref, "float64", f"{fn} {reduction}")
     # Python lists and 0-d inputs; integer logits are cast to floatx
     assert float(_numpy(fk.sigmoid_focal_loss(2.0, 1.0))) == pytest.approx(
-        float(focal_ref.sigmoid_focal_loss(2.0, 1.0)), rel=1e-6)
+        float(focal_ref.sigmoid_focal_loss(2.0, 1.0)), rel=1e-6
+    )
     out = fk.sigmoid_focal_loss([[1, -2]], [[1, 0]], alpha=None, gamma=0.0)
     assert keras.backend.standardize_dtype(out.dtype) == keras.config.floatx()
     np.testing.assert_allclose(_numpy(out), [[np.log1p(np.exp(-1.0)), np.log1p(np.exp(-2.0))]], rtol=1e-6)
@@ -237,19 +253,37 @@ def test_sigmoid_gradients_match_reference(dtype):
     hard = (targets == 0) | (targets == 1)
     for gamma in GAMMAS:
         for alpha in (None, 0.25):
-            _, grad = _value_and_grad(lambda v: fk.sigmoid_focal_loss(v, yr.astype(dtype), alpha=alpha, gamma=gamma),
-                                      xr, dtype)
+            _, grad = _value_and_grad(
+                lambda v: fk.sigmoid_focal_loss(v, yr.astype(dtype), alpha=alpha, gamma=gamma),
+                xr,
+                dtype,
+            )
             ref = focal_ref.sigmoid_focal_loss_grad(xr, yr, alpha=alpha, gamma=gamma)
             # where the two terms of the gradient cancel (soft labels), the error scales with the terms
             atol = GRAD_ATOL[dtype] + GRAD_RTOL[dtype] * _sigmoid_grad_terms(xr, yr, alpha, gamma)
-            _assert_close(grad, ref, dtype, f"sigmoid_focal_loss_grad gamma={gamma} alpha={alpha}",
-                          rtol=GRAD_RTOL[dtype], atol=atol)
+            _assert_close(
+                grad,
+                ref,
+                dtype,
+                f"sigmoid_focal_loss_grad gamma={gamma} alpha={alpha}",
+                rtol=GRAD_RTOL[dtype],
+                atol=atol,
+            )
         if gamma > 0:
-            _, grad = _value_and_grad(lambda v: fk.sigmoid_focal_loss_star(v, yr[hard].astype(dtype), gamma=gamma),
-                                      xr[hard], dtype)
+            _, grad = _value_and_grad(
+                lambda v: fk.sigmoid_focal_loss_star(v, yr[hard].astype(dtype), gamma=gamma),
+                xr[hard],
+                dtype,
+            )
             ref = focal_ref.sigmoid_focal_loss_star_grad(xr[hard], yr[hard], gamma=gamma)
-            _assert_close(grad, ref, dtype, f"sigmoid_focal_loss_star_grad gamma={gamma}",
-                          rtol=GRAD_RTOL[dtype], atol=GRAD_ATOL[dtype])
+            _assert_close(
+                grad,
+                ref,
+                dtype,
+                f"sigmoid_focal_loss_star_grad gamma={gamma}",
+                rtol=GRAD_RTOL[dtype],
+                atol=GRAD_ATOL[dtype],
+            )
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -261,7 +295,9 @@ def test_softmax_gradients_match_reference(dtype):
         for targets in (index, sr):
             typed = targets if targets is index else targets.astype(dtype)
             _, grad = _value_and_grad(
-                lambda v: fk.softmax_focal_loss(v, typed, alpha=[0.1, 0.2, 0.3, 0.9, 1.0], gamma=gamma), xr, dtype
+                lambda v: fk.softmax_focal_loss(v, typed, alpha=[0.1, 0.2, 0.3, 0.9, 1.0], gamma=gamma),
+                xr,
+                dtype,
             )
             ref = focal_ref.softmax_focal_loss_grad(xr, targets, alpha=[0.1, 0.2, 0.3, 0.9, 1.0], gamma=gamma)
             # relative to each row's largest component (a sample's gradient is one vector)
@@ -283,19 +319,34 @@ def test_gradients_finite_for_small_gamma_at_saturation(dtype):
             assert np.all(np.isfinite(loss)) and np.all(np.isfinite(grad)), (dtype, gamma, grad)
             if dtype in ("float64", "float32"):
                 ref = focal_ref.sigmoid_focal_loss_grad(_numpy(_tensor(logits, dtype)), y, gamma=gamma)
-                _assert_close(grad, ref, dtype, f"sigmoid_focal_loss_grad saturated gamma={gamma}",
-                              rtol=GRAD_RTOL[dtype], atol=GRAD_ATOL[dtype])
+                _assert_close(
+                    grad,
+                    ref,
+                    dtype,
+                    f"sigmoid_focal_loss_grad saturated gamma={gamma}",
+                    rtol=GRAD_RTOL[dtype],
+                    atol=GRAD_ATOL[dtype],
+                )
         rows = np.zeros((len(big), 3))
         rows[:, 0] = big
-        _, grad = _value_and_grad(lambda v: fk.softmax_focal_loss(v, np.zeros(len(big), "int32"), gamma=gamma),
-                                  rows, dtype)
+        _, grad = _value_and_grad(
+            lambda v: fk.softmax_focal_loss(v, np.zeros(len(big), "int32"), gamma=gamma),
+            rows,
+            dtype,
+        )
         assert np.all(np.isfinite(grad)), (dtype, gamma, grad)
         # probability inputs at p_t = 1 exactly
-        _, grad = _value_and_grad(lambda v: fk.binary_focal_loss(v, np.array([1.0, 0.0], "float32"), gamma=gamma),
-                                  np.array([1.0, 0.0]), dtype)
+        _, grad = _value_and_grad(
+            lambda v: fk.binary_focal_loss(v, np.array([1.0, 0.0], "float32"), gamma=gamma),
+            np.array([1.0, 0.0]),
+            dtype,
+        )
         assert np.all(np.isfinite(grad)), (dtype, gamma, grad)
-        _, grad = _value_and_grad(lambda v: fk.categorical_focal_loss(v, np.array([0], "int32"), gamma=gamma),
-                                  np.array([[1.0, 0.0, 0.0]]), dtype)
+        _, grad = _value_and_grad(
+            lambda v: fk.categorical_focal_loss(v, np.array([0], "int32"), gamma=gamma),
+            np.array([[1.0, 0.0, 0.0]]),
+            dtype,
+        )
         assert np.all(np.isfinite(grad)), (dtype, gamma, grad)
 
 
@@ -304,7 +355,9 @@ def test_half_precision_is_computed_in_float32():
     x = np.linspace(-12.0, 12.0, 97)
     y = (np.arange(97) % 2).astype(np.float64)
     out16 = _numpy(fk.sigmoid_focal_loss(_tensor(x, "float16"), _tensor(y, "float16"), gamma=2.0))
-    out32 = fk.sigmoid_focal_loss(_tensor(_numpy(_tensor(x, "float16")), "float32"), _tensor(y, "float32"), gamma=2.0)
+    out32 = fk.sigmoid_focal_loss(
+        _tensor(_numpy(_tensor(x, "float16")), "float32"), _tensor(y, "float32"), gamma=2.0
+    )
     np.testing.assert_array_equal(out16, _numpy(ops.cast(out32, "float16")))
 
 
@@ -329,7 +382,8 @@ def test_loss_classes_match_reference_reductions():
     ref_p = focal_ref.binary_focal_loss(probs, targets[:, 0])
     assert float(_numpy(loss(targets[:, 0], probs[:, None]))) == pytest.approx(ref_p.mean(), rel=REDUCED_RTOL)
     assert float(_numpy(loss(targets[:, :1], probs[:, None], sample_weight=weights))) == pytest.approx(
-        (ref_p * weights).mean(), rel=REDUCED_RTOL)
+        (ref_p * weights).mean(), rel=REDUCED_RTOL
+    )
 
     logits = rng.normal(0.0, 3.0, (6, 3))
     labels = np.array([0, 2, 1, -1, 2, -1])
@@ -341,18 +395,26 @@ def test_loss_classes_match_reference_reductions():
     loss = fk.CategoricalFocalLoss(from_logits=True, dtype="float64", reduction="sum", **kw)
     assert float(_numpy(loss(onehot, logits))) == pytest.approx(ref.sum(), rel=REDUCED_RTOL)
     loss = fk.SparseCategoricalFocalLoss(from_logits=True, dtype="float64", **kw)
-    assert float(_numpy(loss(np.maximum(labels, 0)[:, None], logits))) == pytest.approx(ref.mean(), rel=REDUCED_RTOL)
+    assert float(_numpy(loss(np.maximum(labels, 0)[:, None], logits))) == pytest.approx(
+        ref.mean(), rel=REDUCED_RTOL
+    )
     # ignore_index: ignored samples give 0 and leave the denominator, as in the reference's "mean"
     ref_ign = focal_ref.softmax_focal_loss(logits, labels, ignore_index=-1, **kw)
-    for reduction, expected in (("sum_over_batch_size", ref_ign.sum() / 4), ("mean", ref_ign.sum() / 4),
-                                ("sum", ref_ign.sum()), ("none", ref_ign)):
-        loss = fk.SparseCategoricalFocalLoss(from_logits=True, ignore_index=-1, reduction=reduction,
-                                             dtype="float64", **kw)
+    for reduction, expected in (
+        ("sum_over_batch_size", ref_ign.sum() / 4),
+        ("mean", ref_ign.sum() / 4),
+        ("sum", ref_ign.sum()),
+        ("none", ref_ign),
+    ):
+        loss = fk.SparseCategoricalFocalLoss(
+            from_logits=True, ignore_index=-1, reduction=reduction, dtype="float64", **kw
+        )
         rtol = 1e-13 if reduction == "none" else REDUCED_RTOL
         np.testing.assert_allclose(_numpy(loss(labels, logits)), expected, rtol=rtol)
     loss = fk.SparseCategoricalFocalLoss(from_logits=True, ignore_index=-1, dtype="float64", **kw)
     assert float(_numpy(loss(labels, logits, sample_weight=weights))) == pytest.approx(
-        (ref_ign * weights).sum() / 4, rel=REDUCED_RTOL)
+        (ref_ign * weights).sum() / 4, rel=REDUCED_RTOL
+    )
     probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
     loss = fk.SparseCategoricalFocalLoss(ignore_index=-1, dtype="float64", **kw)
     ref_p = focal_ref.categorical_focal_loss(probs, labels, ignore_index=-1, **kw)
@@ -367,8 +429,12 @@ def test_loss_classes_config_round_trip():
     ]
     rng = np.random.default_rng(4)
     logits = rng.normal(size=(5, 3)).astype(np.float32)
-    y_true = [(logits > 0).astype(np.float32), np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1]], np.array([0, 1, 2, -1, 1])]
-    for loss, target in zip(losses, y_true):
+    y_true = [
+        (logits > 0).astype(np.float32),
+        np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1]],
+        np.array([0, 1, 2, -1, 1]),
+    ]
+    for loss, target in zip(losses, y_true):  # noqa: B905
         config = loss.get_config()
         clone = type(loss).from_config(config)
         assert clone.get_config() == config
@@ -384,7 +450,7 @@ def test_loss_classes_config_round_trip():
 
 
 def test_tiny_model_trains_with_fit(tmp_path):
-    """One two-headed model, all three loss classes, a few epochs of fit; then save and reload the .keras file."""
+    """A two-headed model, the three loss classes, a few epochs of fit; then save and reload as .keras."""
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(5)
     features = rng.normal(size=(128, 4)).astype(np.float32)
@@ -453,7 +519,11 @@ BAD_CALLS = [
     ("logits", ValueError, lambda: fk.sigmoid_focal_loss([float("inf")], [1.0], validate=True)),
     ("logits", ValueError, lambda: fk.softmax_focal_loss([[float("nan"), 0.0]], [0], validate=True)),
     ("targets", ValueError, lambda: fk.softmax_focal_loss([[1.0, 0.0]], [2], validate=True)),
-    ("targets", ValueError, lambda: fk.softmax_focal_loss([[1.0, 0.0]], [-1], ignore_index=-100, validate=True)),
+    (
+        "targets",
+        ValueError,
+        lambda: fk.softmax_focal_loss([[1.0, 0.0]], [-1], ignore_index=-100, validate=True),
+    ),
     ("targets", ValueError, lambda: fk.softmax_focal_loss([[1.0, 0.0]], [[1.5, -0.5]], validate=True)),
     ("probs", ValueError, lambda: fk.binary_focal_loss([1.5], [1.0], validate=True)),
     ("probs", ValueError, lambda: fk.categorical_focal_loss([[-0.1, 1.1]], [0], validate=True)),
@@ -477,7 +547,8 @@ def test_bad_input_raises_naming_the_argument(name, error, call):
 
 def test_valid_edge_cases_pass():
     assert float(_numpy(fk.sigmoid_focal_loss([3.0], [1.0], alpha=None, gamma=0.0))[0]) == pytest.approx(
-        np.log1p(np.exp(-3.0)), rel=1e-6)
+        np.log1p(np.exp(-3.0)), rel=1e-6
+    )
     for alpha in (0.0, 1.0, None):
         fk.sigmoid_focal_loss([3.0, -3.0], [1.0, 0.3], alpha=alpha, validate=True)
         fk.softmax_focal_loss([[3.0, -3.0]], [1], alpha=alpha, validate=True)

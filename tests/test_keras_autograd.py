@@ -1,3 +1,4 @@
+# ruff: noqa: B023  (the lambdas in loops are called at once, inside the loop)
 """The autograd contract of focal_ref.keras on the backend KERAS_BACKEND selects (issue 16).
 
 Second derivatives through the backend's own autodiff (TensorFlow: nested GradientTape; torch: double
@@ -54,8 +55,10 @@ def _grad_and_second(fn, values, dtype, directions):
 
         x = torch.tensor(values, dtype=getattr(torch, dtype), requires_grad=True)
         (grad,) = torch.autograd.grad(fn(x).sum(), x, create_graph=True)
-        seconds = [torch.autograd.grad((grad * torch.tensor(v, dtype=x.dtype)).sum(), x, retain_graph=True)[0]
-                   for v in directions]
+        seconds = [
+            torch.autograd.grad((grad * torch.tensor(v, dtype=x.dtype)).sum(), x, retain_graph=True)[0]
+            for v in directions
+        ]
     else:
         import jax
         import jax.numpy as jnp
@@ -63,7 +66,9 @@ def _grad_and_second(fn, values, dtype, directions):
         x = jnp.asarray(values, dtype=dtype)
         grad_fn = jax.grad(lambda u: jnp.sum(fn(u)))
         grad = grad_fn(x)
-        seconds = [jax.grad(lambda u, v=v: jnp.sum(grad_fn(u) * jnp.asarray(v, dtype=dtype)))(x) for v in directions]
+        seconds = [
+            jax.grad(lambda u, v=v: jnp.sum(grad_fn(u) * jnp.asarray(v, dtype=dtype)))(x) for v in directions
+        ]
     return _np(grad), [_np(s) for s in seconds]
 
 
@@ -115,7 +120,9 @@ def test_sigmoid_second_derivative_matches_reference(dtype, gamma):
     logits, targets = _sigmoid_points(dtype)
     for alpha in (0.25, None):
         _, (second,) = _grad_and_second(
-            lambda v: fk.sigmoid_focal_loss(v, targets.astype(dtype), alpha=alpha, gamma=gamma), logits, dtype,
+            lambda v: fk.sigmoid_focal_loss(v, targets.astype(dtype), alpha=alpha, gamma=gamma),
+            logits,
+            dtype,
             [np.ones_like(logits)],
         )
         ref = focal_ref.sigmoid_focal_loss_hess(logits, targets, alpha=alpha, gamma=gamma)
@@ -133,7 +140,9 @@ def test_sigmoid_focal_loss_star_second_derivative(dtype):
     x, y = logits[hard], targets[hard]
     for gamma in (0.5, 1.0, 2.0):
         _, (second,) = _grad_and_second(
-            lambda v: fk.sigmoid_focal_loss_star(v, y.astype(dtype), gamma=gamma, beta=1.0), x, dtype,
+            lambda v: fk.sigmoid_focal_loss_star(v, y.astype(dtype), gamma=gamma, beta=1.0),
+            x,
+            dtype,
             [np.ones_like(x)],
         )
         ref = focal_ref.sigmoid_focal_loss_star_hess(x, y, gamma=gamma, beta=1.0)
@@ -142,8 +151,17 @@ def test_sigmoid_focal_loss_star_second_derivative(dtype):
 
 def _softmax_rows(dtype):
     big = 50.0 if dtype == "float32" else 360.0
-    rows = np.array([[big, 0.0, -1.0], [-big, 0.0, 1.0], [big, big, 0.0], [0.3, -0.2, 0.1], [2.0, -1.0, 0.5],
-                     [big, -big, 0.0], [0.0, 0.0, 0.0]])
+    rows = np.array(
+        [
+            [big, 0.0, -1.0],
+            [-big, 0.0, 1.0],
+            [big, big, 0.0],
+            [0.3, -0.2, 0.1],
+            [2.0, -1.0, 0.5],
+            [big, -big, 0.0],
+            [0.0, 0.0, 0.0],
+        ]
+    )
     labels = np.array([0, 0, 1, 2, 1, 1, 0])
     return rows.astype(dtype).astype(np.float64), labels
 
@@ -160,14 +178,22 @@ def test_softmax_per_row_hessian_matches_reference(dtype, gamma):
         typed = targets.astype("int32") if targets is labels else targets.astype(dtype)
         for alpha in (None, [0.25, 0.5, 1.0]):
             _, seconds = _grad_and_second(
-                lambda v: fk.softmax_focal_loss(v, typed, alpha=alpha, gamma=gamma), rows, dtype, directions
+                lambda v: fk.softmax_focal_loss(v, typed, alpha=alpha, gamma=gamma),
+                rows,
+                dtype,
+                directions,
             )
             hessian = np.stack(seconds, axis=-2)  # [n, j, k] = d/dx_k (dFL/dx_j)
             ref = focal_ref.softmax_focal_loss_hessian(rows, targets, alpha=alpha, gamma=gamma)
             # a sample's Hessian is one matrix: its error is measured against its largest entry
             scale = np.max(np.abs(ref), axis=(-2, -1), keepdims=True)
-            _assert_close(hessian, ref, 0.0, RTOL[dtype] * scale + ATOL[dtype],
-                          f"softmax Hessian gamma={gamma} alpha={alpha} {'indices' if targets is labels else 'soft'}")
+            _assert_close(
+                hessian,
+                ref,
+                0.0,
+                RTOL[dtype] * scale + ATOL[dtype],
+                f"softmax Hessian gamma={gamma} alpha={alpha} {'indices' if targets is labels else 'soft'}",
+            )
 
 
 @pytest.mark.parametrize("gamma", GAMMAS)
@@ -176,8 +202,9 @@ def test_probability_inputs_second_derivative_finite_inside(gamma):
     logits = np.array([-6.0, -2.0, -0.3, 0.0, 0.4, 3.0, 7.0])
     targets = np.array([1.0, 0.0, 1.0, 0.5, 0.0, 1.0, 0.0])
     probs = 1.0 / (1.0 + np.exp(-logits))
-    _, (second,) = _grad_and_second(lambda v: fk.binary_focal_loss(v, targets, gamma=gamma), probs, "float64",
-                                    [np.ones_like(probs)])
+    _, (second,) = _grad_and_second(
+        lambda v: fk.binary_focal_loss(v, targets, gamma=gamma), probs, "float64", [np.ones_like(probs)]
+    )
     # d2FL/dx2 = FL_pp p'^2 + FL_p p'' with p' = p(1-p), p'' = p'(1-2p): solve for FL_pp
     d1 = probs * (1.0 - probs)
     fl_x = focal_ref.sigmoid_focal_loss_grad(logits, targets, gamma=gamma)
@@ -192,14 +219,29 @@ def test_forward_mode_matches_reference(dtype):
     logits, targets = _sigmoid_points(dtype)
     tangent = np.linspace(-1.0, 2.0, logits.size)
     for gamma in GAMMAS:
-        _, dout = _jvp(lambda v: fk.sigmoid_focal_loss(v, targets.astype(dtype), gamma=gamma), logits, tangent, dtype)
+        _, dout = _jvp(
+            lambda v: fk.sigmoid_focal_loss(v, targets.astype(dtype), gamma=gamma),
+            logits,
+            tangent,
+            dtype,
+        )
         ref = focal_ref.sigmoid_focal_loss_grad(logits, targets, gamma=gamma) * tangent
-        _assert_close(dout, ref, 10 * RTOL[dtype], ATOL[dtype] + 1e-6 * (dtype == "float32") * np.abs(tangent)
-                      * (np.abs(logits) < 20), f"jvp sigmoid gamma={gamma}")
+        _assert_close(
+            dout,
+            ref,
+            10 * RTOL[dtype],
+            ATOL[dtype] + 1e-6 * (dtype == "float32") * np.abs(tangent) * (np.abs(logits) < 20),
+            f"jvp sigmoid gamma={gamma}",
+        )
     rows, labels = _softmax_rows(dtype)
     tangent = np.linspace(-1.0, 1.0, rows.size).reshape(rows.shape)
     for gamma in GAMMAS:
-        _, dout = _jvp(lambda v: fk.softmax_focal_loss(v, labels.astype("int32"), gamma=gamma), rows, tangent, dtype)
+        _, dout = _jvp(
+            lambda v: fk.softmax_focal_loss(v, labels.astype("int32"), gamma=gamma),
+            rows,
+            tangent,
+            dtype,
+        )
         grad = focal_ref.softmax_focal_loss_grad(rows, labels, gamma=gamma)
         ref = np.sum(grad * tangent, axis=-1)
         scale = np.sum(np.abs(grad * tangent), axis=-1)
@@ -215,10 +257,15 @@ def test_jax_hessian_is_diagonal_and_finite_at_saturation():
         x = np.array([big, -big, big, -big, 1.0])
         y = np.array([1.0, 1.0, 0.0, 0.0, 1.0])
         for gamma in (0.5, 1.0, 2.0):
-            hessian = np.asarray(jax.hessian(
-                lambda v: jnp.sum(fk.sigmoid_focal_loss(v, jnp.asarray(y, dtype=dtype), gamma=gamma))
-            )(jnp.asarray(x, dtype=dtype)), dtype=np.float64)
+            hessian = np.asarray(
+                jax.hessian(
+                    lambda v: jnp.sum(fk.sigmoid_focal_loss(v, jnp.asarray(y, dtype=dtype), gamma=gamma))
+                )(jnp.asarray(x, dtype=dtype)),
+                dtype=np.float64,
+            )
             assert np.all(np.isfinite(hessian)), (dtype, gamma, hessian)
             np.testing.assert_array_equal(hessian - np.diag(np.diag(hessian)), 0.0)
             ref = focal_ref.sigmoid_focal_loss_hess(x, y, gamma=gamma)
-            _assert_close(np.diag(hessian), ref, RTOL[dtype], ATOL[dtype], f"jax.hessian {dtype} gamma={gamma}")
+            _assert_close(
+                np.diag(hessian), ref, RTOL[dtype], ATOL[dtype], f"jax.hessian {dtype} gamma={gamma}"
+            )

@@ -1,3 +1,4 @@
+# ruff: noqa: B023  (the lambdas in loops are called at once, inside the loop)
 """Regression tests for the focal_ref.keras faults of issue 16, on whatever backend KERAS_BACKEND selects.
 
 Each test failed before its fix, on every backend where the fault showed (run this module three times, as
@@ -67,13 +68,22 @@ def test_binary_fit_with_class_weight_matches_keras():
     final = []
     for loss in (
         fk.BinaryFocalLoss(alpha=0.25, gamma=2.0, from_logits=True),
-        keras.losses.BinaryFocalCrossentropy(apply_class_balancing=True, alpha=0.25, gamma=2.0, from_logits=True),
+        keras.losses.BinaryFocalCrossentropy(
+            apply_class_balancing=True, alpha=0.25, gamma=2.0, from_logits=True
+        ),
     ):
         keras.utils.set_random_seed(0)
         model = keras.Sequential([keras.Input(shape=(3,)), keras.layers.Dense(1)])
         model.compile(optimizer=keras.optimizers.SGD(0.5), loss=loss, jit_compile=False)
-        model.fit(features, labels, epochs=2, batch_size=16, class_weight={0: 1.0, 1: 100.0}, verbose=0,
-                  shuffle=False)
+        model.fit(
+            features,
+            labels,
+            epochs=2,
+            batch_size=16,
+            class_weight={0: 1.0, 1: 100.0},
+            verbose=0,
+            shuffle=False,
+        )
         final.append(np.concatenate([np.ravel(ops.convert_to_numpy(w)) for w in model.weights]))
     np.testing.assert_allclose(final[0], final[1], rtol=1e-4, atol=1e-5)
 
@@ -116,7 +126,9 @@ def test_sparse_ignore_index_with_keras_mask_counts_samples_once():
     # focal (gamma = 2): the same count of kept samples
     focal = focal_ref.softmax_focal_loss(logits, np.where(labels == -1, 0, labels), alpha=None, gamma=2.0)
     model.compile(loss=fk.SparseCategoricalFocalLoss(from_logits=True, ignore_index=-1), jit_compile=False)
-    assert model.evaluate(tokens, labels, batch_size=8, verbose=0) == pytest.approx(focal[kept].mean(), rel=1e-5)
+    assert model.evaluate(tokens, labels, batch_size=8, verbose=0) == pytest.approx(
+        focal[kept].mean(), rel=1e-5
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -165,10 +177,14 @@ def test_every_function_and_class_accepts_variables_and_arrays():
                 out = fn(value, target)
                 expected, rtol = ref, 1e-12
                 if kind == "list" or t_kind == "list":  # lists of floats are floatx (float32): the reference
-                    rounded = [v.astype(np.float32).astype(np.float64) if v.dtype.kind == "f" and k == "list" else v
-                               for v, k in ((x, kind), (t, t_kind))]
+                    rounded = [
+                        v.astype(np.float32).astype(np.float64) if v.dtype.kind == "f" and k == "list" else v
+                        for v, k in ((x, kind), (t, t_kind))
+                    ]
                     expected, rtol = ref_fn(*rounded), 1e-5  # sees the same rounded values
-                np.testing.assert_allclose(_np(out), expected, rtol=rtol, err_msg=f"{fn.__name__} {kind} {t_kind}")
+                np.testing.assert_allclose(
+                    _np(out), expected, rtol=rtol, err_msg=f"{fn.__name__} {kind} {t_kind}"
+                )
     classes = [
         (fk.BinaryFocalLoss(from_logits=True), hard, logits),
         (fk.CategoricalFocalLoss(from_logits=True), onehot, logits),
@@ -178,7 +194,9 @@ def test_every_function_and_class_accepts_variables_and_arrays():
         expected = _np(loss(y_true, y_pred))
         for kind, value in _native_inputs(y_pred).items():
             for t_kind, target in _native_inputs(y_true).items():
-                np.testing.assert_allclose(_np(loss(target, value)), expected, rtol=1e-6, err_msg=f"{kind} {t_kind}")
+                np.testing.assert_allclose(
+                    _np(loss(target, value)), expected, rtol=1e-6, err_msg=f"{kind} {t_kind}"
+                )
 
 
 def test_python_lists_of_floats_become_floatx_on_every_backend():
@@ -201,7 +219,9 @@ def test_ignore_index_is_compared_without_wrapping(dtype):
     ref = focal_ref.softmax_focal_loss(logits, labels.astype(np.int64), ignore_index=-100, gamma=2.0)
     assert out[0] > 0  # a real class is never ignored
     np.testing.assert_allclose(out, ref, rtol=1e-12)
-    out = _np(fk.categorical_focal_loss(np.full((3, num_classes), 1.0 / num_classes), labels, ignore_index=-100))
+    out = _np(
+        fk.categorical_focal_loss(np.full((3, num_classes), 1.0 / num_classes), labels, ignore_index=-100)
+    )
     assert np.all(out > 0)
 
 
@@ -257,13 +277,70 @@ def test_float64_loss_classes_dtype_as_documented(reduction):
     logits = rng.normal(0.0, 3.0, (6, 3))
     onehot = np.eye(3)[[0, 1, 2, 0, 1, 2]]
     ref = focal_ref.softmax_focal_loss(logits, onehot, alpha=None, gamma=2.0)
-    expected = {"sum_over_batch_size": ref.mean(), "mean": ref.mean(), "sum": ref.sum(), "none": ref}[reduction]
+    expected = {"sum_over_batch_size": ref.mean(), "mean": ref.mean(), "sum": ref.sum(), "none": ref}[
+        reduction
+    ]
     for loss, y_true in (
         (fk.CategoricalFocalLoss(from_logits=True, dtype="float64", reduction=reduction), onehot),
-        (fk.SparseCategoricalFocalLoss(from_logits=True, dtype="float64", reduction=reduction), np.argmax(onehot, -1)),
+        (
+            fk.SparseCategoricalFocalLoss(from_logits=True, dtype="float64", reduction=reduction),
+            np.argmax(onehot, -1),
+        ),
     ):
         out = loss(y_true, logits)
         dtype = keras.backend.standardize_dtype(out.dtype)
         downcast = BACKEND == "torch" and reduction in ("sum_over_batch_size", "mean")
         assert dtype == ("float32" if downcast else "float64")
         np.testing.assert_allclose(_np(out), expected, rtol=1e-7 if downcast else 1e-13)
+
+
+# ----------------------------------------------------------------------------------------------
+# API decision 2: weight, pos_weight and ignore_index on the sigmoid family (against the reference)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_sigmoid_weight_pos_weight_ignore_index_match_reference(dtype):
+    rng = np.random.default_rng(6)
+    logits = rng.normal(0.0, 4.0, (8, 3))
+    logits[0, 0], logits[1, 1] = 40.0, -40.0
+    targets = np.where(rng.uniform(size=(8, 3)) < 0.5, rng.integers(0, 2, (8, 3)), rng.uniform(size=(8, 3)))
+    targets[2, :] = -1.0  # ignored
+    targets[3, 1] = -1.0
+    weight = rng.uniform(0.0, 2.0, (8, 1))
+    pos_weight = np.array([0.5, 1.0, 3.0])
+    x = logits.astype(dtype).astype(np.float64)
+    probs = 1.0 / (1.0 + np.exp(-x))
+    rtol = 1e-12 if dtype == "float64" else 2e-5
+    for kw in (
+        dict(weight=weight),
+        dict(pos_weight=pos_weight),
+        dict(ignore_index=-1.0),
+        dict(weight=weight, pos_weight=pos_weight, ignore_index=-1.0),
+    ):
+        for gamma in (0.0, 0.5, 2.0):
+            for reduction in ("none", "mean", "sum"):
+                args = dict(kw, gamma=gamma, reduction=reduction)
+                y = targets if "ignore_index" in kw else np.where(targets < 0, 0.0, targets)
+                out = _np(fk.sigmoid_focal_loss(x.astype(dtype), y.astype(dtype), **args))
+                ref = focal_ref.sigmoid_focal_loss(x, y.astype(dtype).astype(np.float64), **args)
+                np.testing.assert_allclose(out, ref, rtol=rtol, atol=1e-30, err_msg=str((kw.keys(), gamma)))
+                if dtype == "float64":
+                    out = _np(fk.binary_focal_loss(probs, y, **args))
+                    ref = focal_ref.binary_focal_loss(probs, y, **args)
+                    np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-300)
+    # ignored elements: zero gradient; all ignored: mean 0
+    grad = _grad(
+        lambda v: fk.sigmoid_focal_loss(v, targets, ignore_index=-1.0, reduction="sum"), x, "float64"
+    )
+    assert np.all(grad[targets == -1.0] == 0.0)
+    np.testing.assert_allclose(
+        grad, focal_ref.sigmoid_focal_loss_grad(x, targets, ignore_index=-1.0), rtol=1e-10, atol=1e-300
+    )
+    everything = np.full((2, 3), -1.0)
+    assert float(_np(fk.sigmoid_focal_loss(x[:2], everything, ignore_index=-1, reduction="mean"))) == 0.0
+    with pytest.raises(ValueError, match="ignore_index"):
+        fk.sigmoid_focal_loss(x, targets, ignore_index=0.5)
+    with pytest.raises(ValueError, match="weight"):
+        fk.sigmoid_focal_loss(x, targets, weight=np.ones(5))
+    with pytest.raises(ValueError, match="pos_weight"):
+        fk.sigmoid_focal_loss(x, np.clip(targets, 0, 1), pos_weight=-np.ones(3), validate=True)

@@ -1,4 +1,4 @@
-"""Keras's own test cases for BinaryFocalCrossentropy and CategoricalFocalCrossentropy, run on focal_ref's classes.
+"""Keras's test cases for BinaryFocalCrossentropy and CategoricalFocalCrossentropy, on focal_ref's classes.
 
 Ported from keras-team/keras ``keras/src/losses/losses_test.py`` (``BinaryFocalCrossentropyTest``,
 ``CategoricalFocalCrossentropyTest``), with Keras's expected numbers and its tolerance (``assertAlmostEqual``
@@ -7,13 +7,15 @@ to 3 places, i.e. |diff| < 5e-4, or 4 where Keras asks for 4). Argument mapping,
 * ``BinaryFocalCrossentropy(gamma=g, from_logits=f)`` (``apply_class_balancing=False``: no alpha at all)
   -> ``BinaryFocalLoss(alpha=None, gamma=g, from_logits=f)``;
   ``apply_class_balancing=True, alpha=a`` -> ``alpha=a``; ``label_smoothing=s`` -> ``label_smoothing=s``.
-* ``CategoricalFocalCrossentropy(alpha=a, gamma=g, from_logits=f, label_smoothing=s)`` -> ``CategoricalFocalLoss``
-  with the same arguments (Keras's default ``alpha=0.25`` is a uniform scale: focal_ref's one-number alpha).
+* ``CategoricalFocalCrossentropy(alpha=a, gamma=g, from_logits=f, label_smoothing=s)``
+  -> ``CategoricalFocalLoss`` with the same arguments (Keras's default ``alpha=0.25`` is a uniform
+  scale: focal_ref's one-number alpha).
 * ``sample_weight`` and ``reduction`` go through ``keras.losses.Loss`` unchanged.
 
-Where focal_ref differs on purpose: probabilities are not clipped to [1e-7, 1 - 1e-7], so a zero probability on
-a positive gives +inf (Keras: -log 1e-7 = 16.1) and an exactly right prediction gives exactly 0; the tests at
-the end assert that difference. Each case is also checked against the float64 reference at a tight tolerance.
+Where focal_ref differs on purpose: probabilities are not clipped to [1e-7, 1 - 1e-7], so a zero
+probability on a positive gives +inf (Keras: -log 1e-7 = 16.1) and an exactly right prediction gives
+exactly 0; the tests at the end assert that difference. Each case is also checked against the float64
+reference at a tight tolerance.
 Runs on every backend.
 """
 
@@ -83,17 +85,23 @@ def test_keras_binary_no_reduction_and_class_balancing():
     _keras_close(out, (0.515547, 0.020513), places=6)  # Keras: assertAllClose (1e-6)
     # apply_class_balancing=True, alpha=a is focal_ref's alpha=a: compared with Keras's class itself
     for alpha in (0.25, 0.6):
-        ours = fk.BinaryFocalLoss(alpha=alpha, gamma=3.0, from_logits=True)(B_TRUE_L, B_LOGITS, sample_weight=B_SW)
-        theirs = keras.losses.BinaryFocalCrossentropy(apply_class_balancing=True, alpha=alpha, gamma=3.0,
-                                                      from_logits=True)(B_TRUE_L, B_LOGITS, sample_weight=B_SW)
+        ours = fk.BinaryFocalLoss(alpha=alpha, gamma=3.0, from_logits=True)(
+            B_TRUE_L, B_LOGITS, sample_weight=B_SW
+        )
+        theirs = keras.losses.BinaryFocalCrossentropy(
+            apply_class_balancing=True, alpha=alpha, gamma=3.0, from_logits=True
+        )(B_TRUE_L, B_LOGITS, sample_weight=B_SW)
         np.testing.assert_allclose(_np(ours), _np(theirs), rtol=2e-6)
 
 
 def test_keras_binary_label_smoothing_is_keras_s():
     smooth = 0.2
-    ours = fk.BinaryFocalLoss(alpha=0.25, gamma=2.0, from_logits=True, label_smoothing=smooth)(B_TRUE_L, B_LOGITS)
-    theirs = keras.losses.BinaryFocalCrossentropy(apply_class_balancing=True, alpha=0.25, gamma=2.0, from_logits=True,
-                                                  label_smoothing=smooth)(B_TRUE_L, B_LOGITS)
+    ours = fk.BinaryFocalLoss(alpha=0.25, gamma=2.0, from_logits=True, label_smoothing=smooth)(
+        B_TRUE_L, B_LOGITS
+    )
+    theirs = keras.losses.BinaryFocalCrossentropy(
+        apply_class_balancing=True, alpha=0.25, gamma=2.0, from_logits=True, label_smoothing=smooth
+    )(B_TRUE_L, B_LOGITS)
     np.testing.assert_allclose(_np(ours), _np(theirs), rtol=2e-6)
     soft = B_TRUE_L * (1 - smooth) + 0.5 * smooth
     ref = focal_ref.sigmoid_focal_loss(B_LOGITS, soft, alpha=0.25, gamma=2.0).mean()
@@ -102,7 +110,9 @@ def test_keras_binary_label_smoothing_is_keras_s():
 
 # Keras's categorical fixtures
 C_TRUE = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1]])
-C_PROBS = np.array([[0.9, 0.05, 0.05], [0.5, 0.89, 0.6], [0.05, 0.01, 0.94]], dtype="float32")  # row 2 sums to 1.99
+C_PROBS = np.array(
+    [[0.9, 0.05, 0.05], [0.5, 0.89, 0.6], [0.05, 0.01, 0.94]], dtype="float32"
+)  # row 2 sums to 1.99
 C_LOGITS = np.array([[8.0, 1.0, 1.0], [0.0, 9.0, 1.0], [2.0, 3.0, 5.0]])
 C_SW = np.array([[1.2], [3.4], [5.6]]).reshape((3, 1))
 
@@ -113,8 +123,15 @@ CATEGORICAL_CASES = [
     ("test_scalar_weighted logits", dict(from_logits=True), C_TRUE, C_LOGITS, 2.3, 0.000794, 4),
     ("test_sample_weighted", dict(), C_TRUE, C_PROBS, C_SW, 0.06987, 3),
     ("test_sample_weighted logits", dict(from_logits=True), C_TRUE, C_LOGITS, C_SW, 0.001933, 3),
-    ("test_label_smoothing", dict(from_logits=True, label_smoothing=0.1), np.array([[1, 0, 0]]),
-     np.array([[4.9, -0.5, 2.05]]), None, 0.06685, 3),
+    (
+        "test_label_smoothing",
+        dict(from_logits=True, label_smoothing=0.1),
+        np.array([[1, 0, 0]]),
+        np.array([[4.9, -0.5, 2.05]]),
+        None,
+        0.06685,
+        3,
+    ),
 ]
 
 
@@ -126,7 +143,9 @@ def _categorical_reference(kw, y_true, y_pred, sample_weight):
         per_sample = focal_ref.softmax_focal_loss(y_pred, targets, alpha=0.25, gamma=2.0)
     else:
         probs = np.asarray(y_pred, np.float64)
-        per_sample = focal_ref.categorical_focal_loss(probs / probs.sum(-1, keepdims=True), targets, alpha=0.25)
+        per_sample = focal_ref.categorical_focal_loss(
+            probs / probs.sum(-1, keepdims=True), targets, alpha=0.25
+        )
     weights = 1.0 if sample_weight is None else np.ravel(sample_weight)
     return np.mean(per_sample * weights)
 
@@ -134,7 +153,9 @@ def _categorical_reference(kw, y_true, y_pred, sample_weight):
 @pytest.mark.parametrize("case", CATEGORICAL_CASES, ids=[c[0] for c in CATEGORICAL_CASES])
 def test_keras_categorical_focal_cases(case):
     _, kw, y_true, y_pred, sample_weight, expected, places = case
-    out = _np(fk.CategoricalFocalLoss(alpha=0.25, gamma=2.0, **kw)(y_true, y_pred, sample_weight=sample_weight))
+    out = _np(
+        fk.CategoricalFocalLoss(alpha=0.25, gamma=2.0, **kw)(y_true, y_pred, sample_weight=sample_weight)
+    )
     _keras_close(out, expected, places)
     ref = _categorical_reference(kw, y_true, y_pred.astype(np.float32), sample_weight)
     np.testing.assert_allclose(out, ref, rtol=1e-5)
@@ -158,16 +179,19 @@ def test_probability_rows_are_divided_by_their_sum_as_in_keras():
     np.testing.assert_allclose(doubled, _np(loss(C_TRUE, C_PROBS)), rtol=1e-6)
     # the functional categorical_focal_loss is the reference's: probabilities used as given
     raw = _np(fk.categorical_focal_loss(C_PROBS, C_TRUE, alpha=0.25))
-    np.testing.assert_allclose(raw, focal_ref.categorical_focal_loss(C_PROBS.astype(np.float64), C_TRUE, alpha=0.25),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        raw, focal_ref.categorical_focal_loss(C_PROBS.astype(np.float64), C_TRUE, alpha=0.25), rtol=1e-6
+    )
     assert abs(raw[1] - _np(loss(C_TRUE, C_PROBS))[1]) > 1e-3  # row 2 sums to 1.99: the two differ there
 
 
 def test_one_class_axis_warns_as_keras():
     with pytest.warns(SyntaxWarning):
         keras.losses.CategoricalFocalCrossentropy()(np.ones((2, 1)), np.ones((2, 1)))
-    for loss, y_true in ((fk.CategoricalFocalLoss(), np.ones((2, 1))),
-                         (fk.SparseCategoricalFocalLoss(), np.zeros((2,)))):
+    for loss, y_true in (
+        (fk.CategoricalFocalLoss(), np.ones((2, 1))),
+        (fk.SparseCategoricalFocalLoss(), np.zeros((2,))),
+    ):
         with pytest.warns(SyntaxWarning, match="num_classes > 1"):
             out = loss(y_true, np.ones((2, 1)))
         assert float(_np(out)) == 0.0

@@ -1,4 +1,4 @@
-"""Keras's built-in focal losses (TensorFlow backend) against the reference: where conventions meet, and where not.
+"""Keras's built-in focal losses (TensorFlow backend) against the reference: where conventions meet or not.
 
 Read from keras/src/losses/losses.py (Keras 3.15) and keras/src/backend/tensorflow/nn.py:
 
@@ -23,7 +23,8 @@ label_smoothing=0.0, axis=-1)``
     alpha / (1 - alpha) balancing. A length-C array broadcasts over the class axis, i.e. per-class weights
     (undocumented, but it is the reference's per-class alpha).
   Mapping: ``cfc(y, x, alpha=a, gamma=g, from_logits=True)`` = ``focal_ref.softmax_focal_loss(x, y, alpha=a,
-  gamma=g)`` while every p_c stays inside the clip; ``label_smoothing=s`` is the soft target ``y (1-s) + s/C``.
+  gamma=g)`` while every p_c stays inside the clip; ``label_smoothing=s`` is the soft target
+  ``y (1-s) + s/C``.
 """
 
 import os
@@ -38,7 +39,8 @@ import pytest  # noqa: E402
 if keras.backend.backend() != "tensorflow":
     pytest.skip(
         "Keras's built-in focal losses are compared on the TensorFlow backend only (their CE goes through "
-        "backend-specific logits recovery)", allow_module_level=True,
+        "backend-specific logits recovery)",
+        allow_module_level=True,
     )
 
 from keras import ops  # noqa: E402
@@ -50,7 +52,9 @@ bfc = keras.losses.binary_focal_crossentropy
 cfc = keras.losses.categorical_focal_crossentropy
 EPS = keras.config.epsilon()  # 1e-7, Keras's clip
 GAMMAS = (0.0, 0.5, 1.0, 2.0, 5.0)
-RTOL = 1e-11  # float64; the built-ins' 1 - sigmoid(x) costs up to eps / (1 - p) ~ 3e-13 at |x| = 8, times gamma
+RTOL = (
+    1e-11  # float64; the built-ins' 1 - sigmoid(x) costs up to eps / (1 - p) ~ 3e-13 at |x| = 8, times gamma
+)
 
 
 def _np(tensor):
@@ -82,23 +86,31 @@ def _moderate_softmax_case(seed=1, num_classes=5):
 def test_binary_builtin_matches_reference_with_class_balancing(gamma):
     logits, targets = _moderate_sigmoid_case()
     for alpha in (0.0, 0.25, 0.5, 1.0):
-        keras_loss = _np(bfc(targets, logits, apply_class_balancing=True, alpha=alpha, gamma=gamma, from_logits=True))
+        keras_loss = _np(
+            bfc(targets, logits, apply_class_balancing=True, alpha=alpha, gamma=gamma, from_logits=True)
+        )
         ref = focal_ref.sigmoid_focal_loss(logits, targets, alpha=alpha, gamma=gamma).mean(axis=-1)
         np.testing.assert_allclose(keras_loss, ref, rtol=RTOL, atol=1e-300)
         # our Keras class has the same per-sample convention (mean over the last axis)
-        ours = _np(fk.BinaryFocalLoss(alpha=alpha, gamma=gamma, from_logits=True, reduction="none")(targets, logits))
+        ours = _np(
+            fk.BinaryFocalLoss(alpha=alpha, gamma=gamma, from_logits=True, reduction="none")(targets, logits)
+        )
         np.testing.assert_allclose(ours, ref, rtol=1e-5)  # the Loss class computes in float32
     # no class balancing: Keras applies no alpha at all, the reference's alpha=None
     keras_loss = _np(bfc(targets, logits, gamma=gamma, from_logits=True))
-    np.testing.assert_allclose(keras_loss, focal_ref.sigmoid_focal_loss(logits, targets, alpha=None, gamma=gamma)
-                               .mean(axis=-1), rtol=RTOL)
+    np.testing.assert_allclose(
+        keras_loss,
+        focal_ref.sigmoid_focal_loss(logits, targets, alpha=None, gamma=gamma).mean(axis=-1),
+        rtol=RTOL,
+    )
 
 
 def test_binary_builtin_label_smoothing_is_a_soft_target():
     logits, targets = _moderate_sigmoid_case(seed=2)
     smooth = 0.1
-    keras_loss = _np(bfc(targets, logits, apply_class_balancing=True, gamma=2.0, from_logits=True,
-                         label_smoothing=smooth))
+    keras_loss = _np(
+        bfc(targets, logits, apply_class_balancing=True, gamma=2.0, from_logits=True, label_smoothing=smooth)
+    )
     ref = focal_ref.sigmoid_focal_loss(logits, targets * (1 - smooth) + 0.5 * smooth, gamma=2.0).mean(axis=-1)
     np.testing.assert_allclose(keras_loss, ref, rtol=RTOL)
 
@@ -106,7 +118,7 @@ def test_binary_builtin_label_smoothing_is_a_soft_target():
 def test_binary_builtin_loses_easy_examples_to_cancellation():
     """1 - p_t is formed as 1 - sigmoid(x): it rounds to 0 once p does, so easy examples get exactly 0 loss.
 
-    (In float32 at |x| = 17 the built-in still gives 1 - p_t = 2^-24 for the negative instead of e^-17: 44% off.)
+    (In float32 at |x| = 17 the built-in gives 1 - p_t = 2^-24 for the negative instead of e^-17: 44% off.)
     """
     for dtype, x in (("float64", 40.0), ("float32", 20.0)):
         logits = np.array([[x, -x]], dtype=dtype)
@@ -130,8 +142,11 @@ def test_binary_builtin_clips_probabilities():
     targets = np.array([[1.0, 0.0, 1.0]])
     keras_loss = _np(bfc(targets, probs, apply_class_balancing=True, alpha=0.25, gamma=2.0))
     clipped_ce = -np.log(EPS)
-    expected = (0.25 * 1.0 * clipped_ce + 0.75 * 1.0 * clipped_ce
-                + focal_ref.binary_focal_loss([0.3], [1.0], alpha=0.25, gamma=2.0)[0]) / 3
+    expected = (
+        0.25 * 1.0 * clipped_ce
+        + 0.75 * 1.0 * clipped_ce
+        + focal_ref.binary_focal_loss([0.3], [1.0], alpha=0.25, gamma=2.0)[0]
+    ) / 3
     np.testing.assert_allclose(keras_loss, [expected], rtol=1e-9)  # the clip at 1 - 1e-7 costs ~1e-10
     assert np.all(np.isinf(focal_ref.binary_focal_loss(probs[0, :2], targets[0, :2], alpha=0.25)))  # the math
     assert np.all(np.isinf(_np(fk.binary_focal_loss(probs[0, :2], targets[0, :2], alpha=0.25))))  # ours too
@@ -167,13 +182,16 @@ def test_categorical_builtin_matches_reference_as_a_uniform_alpha(gamma):
             ref = focal_ref.softmax_focal_loss(logits, targets, alpha=alpha, gamma=gamma)
             np.testing.assert_allclose(keras_loss, ref, rtol=RTOL)
         # alpha only scales: the loss at alpha is alpha times the loss at 1, for every class alike
-        np.testing.assert_allclose(_np(cfc(targets, logits, alpha=0.25, gamma=gamma, from_logits=True)),
-                                   0.25 * focal_ref.softmax_focal_loss(logits, targets, alpha=None, gamma=gamma),
-                                   rtol=RTOL)
+        np.testing.assert_allclose(
+            _np(cfc(targets, logits, alpha=0.25, gamma=gamma, from_logits=True)),
+            0.25 * focal_ref.softmax_focal_loss(logits, targets, alpha=None, gamma=gamma),
+            rtol=RTOL,
+        )
         # probability input (renormalising a distribution that sums to 1 changes nothing but rounding)
         keras_loss = _np(cfc(targets, probs, alpha=1.0, gamma=gamma))
-        np.testing.assert_allclose(keras_loss, focal_ref.categorical_focal_loss(probs, targets, alpha=None,
-                                                                                gamma=gamma), rtol=RTOL)
+        np.testing.assert_allclose(
+            keras_loss, focal_ref.categorical_focal_loss(probs, targets, alpha=None, gamma=gamma), rtol=RTOL
+        )
 
 
 def test_categorical_builtin_alpha_array_broadcasts_to_per_class_weights():
@@ -181,12 +199,13 @@ def test_categorical_builtin_alpha_array_broadcasts_to_per_class_weights():
     weights = np.array([0.1, 0.25, 0.5, 0.75, 1.0])
     for targets in (onehot, soft):
         keras_loss = _np(cfc(targets, logits, alpha=weights, gamma=2.0, from_logits=True))
-        np.testing.assert_allclose(keras_loss, focal_ref.softmax_focal_loss(logits, targets, alpha=weights,
-                                                                            gamma=2.0), rtol=RTOL)
+        np.testing.assert_allclose(
+            keras_loss, focal_ref.softmax_focal_loss(logits, targets, alpha=weights, gamma=2.0), rtol=RTOL
+        )
 
 
 def test_categorical_alpha_is_not_binary_balancing():
-    """Two classes: the binary alpha_t is the per-class alpha (1 - a, a); Keras's scalar a is a uniform scale."""
+    """Two classes: the binary alpha_t is the per-class alpha (1 - a, a); Keras's scalar a is uniform."""
     rng = np.random.default_rng(4)
     z = np.clip(rng.normal(0.0, 3.0, 32), -8.0, 8.0)
     labels = rng.integers(0, 2, 32)
@@ -195,8 +214,11 @@ def test_categorical_alpha_is_not_binary_balancing():
     ours = focal_ref.softmax_focal_loss(logits, labels, alpha=[0.75, 0.25], gamma=2.0)
     np.testing.assert_allclose(ours, binary, rtol=1e-12)
     keras_loss = _np(cfc(np.eye(2)[labels], logits, alpha=0.25, gamma=2.0, from_logits=True))
-    np.testing.assert_allclose(keras_loss, 0.25 * focal_ref.sigmoid_focal_loss(z, labels.astype(np.float64),
-                                                                               alpha=None, gamma=2.0), rtol=RTOL)
+    np.testing.assert_allclose(
+        keras_loss,
+        0.25 * focal_ref.sigmoid_focal_loss(z, labels.astype(np.float64), alpha=None, gamma=2.0),
+        rtol=RTOL,
+    )
     negatives = labels == 0
     assert np.all(keras_loss[negatives] < binary[negatives])  # negatives get 0.25, not 1 - 0.25
 
@@ -231,4 +253,6 @@ def test_categorical_builtin_renormalises_probabilities():
     targets = np.array([[1.0, 0.0]])
     keras_loss = _np(cfc(targets, probs, alpha=1.0, gamma=2.0))
     assert keras_loss[0] == pytest.approx(0.5**2 * np.log(2.0), rel=1e-12)
-    assert focal_ref.categorical_focal_loss(probs, targets, gamma=2.0)[0] == pytest.approx(0.8**2 * -np.log(0.2))
+    assert focal_ref.categorical_focal_loss(probs, targets, gamma=2.0)[0] == pytest.approx(
+        0.8**2 * -np.log(0.2)
+    )
