@@ -301,6 +301,77 @@ def others_sum(values: torch.Tensor, dim: int, signed: bool = False) -> torch.Te
     return (rest - values).add_(top).scatter_(dim, k, rest)
 
 
+def _exp_shift(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """A shift m for exp(x - m) along ``dim``: the 0-d zero where no sum of exponentials can overflow or
+    all of a row's underflow, read from the logits' range in one cheap pass (CPU only); else the row max.
+
+    With m = 0 the exponentials need no max over the class axis (a slow reduction for a small class
+    count) and no subtraction pass.
+    """
+    if x.device.type == "cpu" and x.numel() > 0 and not torch.compiler.is_compiling() and not _wrapped(x):
+        info = torch.finfo(x.dtype)
+        bound = min(math.log(info.max) - math.log(max(x.shape[dim], 1)), -math.log(info.tiny)) - 2.0
+        low, high = torch.aminmax(x)
+        if -bound < float(low) and float(high) < bound:
+            return x.new_zeros(())
+    return x.amax(dim, keepdim=True)
+
+
+def softmax_index_factored(
+    x: torch.Tensor,
+    index: torch.Tensor,
+    alpha: Sequence[float] | None,
+    ignore_index: int | None,
+    gamma: float,
+    dim: int,
+    need_grad: bool,
+    scale: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """(loss, K, f) with dFL/dx = K * f: K of the logits' shape, f per sample (``dim`` kept, size 1).
+
+    FL = -alpha_t u_t^gamma log p_t; dFL/dx_j = wg_t p_j for j != t and -wg_t u_t at t, with
+    wg_t = alpha_t u_t^gamma (1 + gamma h_t), h_t = -p_t log p_t / u_t in [0, 1] (its limit 1 where
+    u_t = 0): the reference's g_c without 0^(gamma-1).
+
+    One exponential pass e = exp(x - m) (m = 0 where the logits' range allows, :func:`_exp_shift`), e_t
+    set to 0, and one sum: S = sum_{c != t} e_c, s = S + e_t, u_t = S / s (1 - p_t without
+    cancellation, as the reference's sum of the other classes), p_t = e_t / s. log p_t = log1p(-u_t)
+    for u_t < 1/2 (exact as p_t -> 1), else log p_t, or (x_t - m) - log s where p_t is subnormal.
+    K = e with K_t = -S, f = wg_t / s: the derivative is never multiplied out in the forward pass; the
+    backward's one pass makes it. ``scale`` multiplies the loss and f (the mean's 1/N).
+    """
+    if alpha is None and ignore_index is None:
+        t, alpha_t = index.unsqueeze(dim), None  # no per-sample weight: no tensor of ones
+    else:
+        safe, alpha_t = index_weights(index, alpha, ignore_index, x)
+        t, alpha_t = safe.unsqueeze(dim), alpha_t.unsqueeze(dim)
+    shift = _exp_shift(x, dim)
+    e = torch.sub(x, shift).exp_() if shift.ndim else torch.exp(x)
+    e_t = e.gather(dim, t)
+    others = e.scatter_(dim, t, 0.0).sum(dim, keepdim=True)
+    total = others + e_t
+    u_t = others / total
+    p_t = e_t / total
+    log_p_t = torch.log(p_t)
+    if _min_is(p_t, torch.finfo(x.dtype).tiny):  # p_t subnormal or 0: from the logits
+        exact = (x.gather(dim, t) - shift).sub_(torch.log(total))
+        log_p_t = torch.where(p_t < torch.finfo(x.dtype).tiny, exact, log_p_t)
+    log_p_t = torch.where(u_t < 0.5, torch.log1p(-u_t), log_p_t)
+    weight = power(u_t, gamma)
+    if alpha_t is not None:
+        weight = alpha_t if weight is None else weight * alpha_t
+    if weight is None:
+        weight = torch.ones_like(u_t)
+    if scale != 1.0:
+        weight = weight * scale
+    loss = (weight * log_p_t).neg_().add_(0.0).squeeze(dim)
+    if not need_grad:
+        return loss, None, None
+    if gamma != 0.0:
+        weight = weight * focal_h(torch.exp(log_p_t), log_p_t, u_t).mul_(gamma).add_(1.0)
+    return loss, e.scatter_(dim, t, others.neg()), weight.div_(total)
+
+
 def softmax_index_kernel(
     x: torch.Tensor,
     index: torch.Tensor,
@@ -311,35 +382,9 @@ def softmax_index_kernel(
     need_grad: bool,
     scale: float = 1.0,
 ) -> Pair:
-    """Class-index targets: FL = -alpha_t u_t^gamma log p_t; dFL/dx_j = wg_t p_j for j != t, -wg_t u_t at t.
-
-    wg_t = alpha_t u_t^gamma (1 + gamma h_t), h_t = -p_t log p_t / u_t in [0, 1] (its limit 1 where
-    u_t = 0): the reference's g_c without 0^(gamma-1).
-
-    One log_softmax, whose exponential (in place) is p; u_t = 1 - p_t is summed from the other classes
-    (p at t set to 0 first), so it keeps full relative accuracy as p_t -> 1, and log p_t = log1p(-u_t)
-    there (log_softmax's own log p_t rounds to 0 first); below p_t = 1/2 log_softmax's value is exact.
-    The same buffer becomes D: no copy to move the class axis, five passes over the logits' size.
-    ``scale`` multiplies the loss and D (the mean's 1/N, folded into the per-sample weight).
-    """
-    safe, alpha_t = index_weights(index, alpha, ignore_index, x)
-    t = safe.unsqueeze(dim)
-    log_p = torch.log_softmax(x, dim)
-    log_p_t = log_p.gather(dim, t)
-    p = log_p.exp_()
-    p.scatter_(dim, t, torch.zeros_like(log_p_t))
-    u_t = p.sum(dim, keepdim=True)  # sum_{c != t} p_c: 1 - p_t without cancellation
-    log_p_t = torch.where(u_t < 0.5, torch.log1p(-u_t), log_p_t)
-    u_gamma = power(u_t, gamma)
-    weight = alpha_t.unsqueeze(dim) if u_gamma is None else u_gamma * alpha_t.unsqueeze(dim)
-    if scale != 1.0:
-        weight = weight * scale
-    loss = (weight * log_p_t).neg_().add_(0.0).squeeze(dim)
-    if not need_grad:
-        return loss, None
-    if gamma != 0.0:
-        weight = weight * (1.0 + gamma * focal_h(log_p_t.exp(), log_p_t, u_t))
-    return loss, p.mul_(weight).scatter_(dim, t, -weight * u_t)
+    """Class-index targets: (loss, dFL/dx) of :func:`softmax_index_factored`, multiplied out in place."""
+    loss, k, f = softmax_index_factored(x, index, alpha, ignore_index, gamma, dim, need_grad, scale)
+    return loss, (None if k is None else k.mul_(f))
 
 
 def softmax_prob_kernel(
