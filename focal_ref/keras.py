@@ -2,7 +2,13 @@
 
 Functional versions with the reference's names, argument order and conventions (see
 :mod:`focal_ref._reference`; ``alpha`` weights the positive class, softmax class axis ``axis=-1``,
-reductions ``"none"``/``"mean"``/``"sum"``), and three ``keras.losses.Loss`` classes in Keras style.
+reductions ``"none"``/``"mean"``/``"sum"``; the sigmoid family also takes ``weight``, ``pos_weight`` and
+``ignore_index``), and three ``keras.losses.Loss`` classes in Keras style. The math is Lin et al. 2017,
+https://arxiv.org/abs/1708.02002.
+
+Layout: ``focal_ref._keras_core`` (input conversion, checks, stable elementwise math),
+``focal_ref._keras_functional`` (the five functions), ``focal_ref._keras_losses`` (the Loss classes);
+this module is the public one and re-exports them.
 
 Numerics mirror the reference: log space throughout (softplus, log-softmax with the dominant class's
 log p written with log1p), 1 - p never formed by subtraction, nothing clipped. Autodiff through these
