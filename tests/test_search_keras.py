@@ -125,7 +125,7 @@ def test_keras_sigmoid_family(dtype):
         rtol, atol = tolerance(dtype, "loss")
         S.check(numpy(fk.sigmoid_focal_loss(x, y, **kw)), ref, None, rtol, atol, "loss", where)
         count("sigmoid_focal_loss", dtype)
-        if layout == "list" and dtype == "float64":  # Python lists and NumPy arrays as given
+        if layout == "list" and dtype == "float64" and np.all(np.abs(x64) < 3e38):  # lists, NumPy arrays
             # Keras reads a Python list in its floatx (float32), as keras.ops does: float32's tolerance
             floatx = keras.backend.floatx()
             rounded = [to_tensor(v, floatx)[1] for v in (x64, y64)]
