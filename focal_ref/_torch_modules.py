@@ -4,7 +4,7 @@ the functional losses (Lin et al. 2017, https://arxiv.org/abs/1708.02002)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -16,14 +16,19 @@ from ._checks import (
     check_reduction,
 )
 from ._torch_inputs import check_dim
-from .torch import (
-    ClassAlpha,
-    Reduction,
-    binary_focal_loss,
-    categorical_focal_loss,
-    sigmoid_focal_loss,
-    softmax_focal_loss,
-)
+
+if TYPE_CHECKING:
+    from .torch import ClassAlpha, Reduction
+
+# focal_ref.torch imports this module at its end, after its functions exist; importing them from here at
+# module level would be circular when this module is imported first (as the doctest collector does).
+# _losses() looks them up at call time instead.
+
+
+def _losses() -> Any:
+    from . import torch as losses
+
+    return losses
 
 
 class _FocalModule(torch.nn.Module):
@@ -80,7 +85,7 @@ class SigmoidFocalLoss(_FocalModule):
             self._kwargs["fused"] = True
 
     def _function(self) -> Callable[..., torch.Tensor]:
-        return sigmoid_focal_loss
+        return _losses().sigmoid_focal_loss
 
 
 class BinaryFocalLoss(SigmoidFocalLoss):
@@ -119,7 +124,7 @@ class BinaryFocalLoss(SigmoidFocalLoss):
         self.from_logits = bool(from_logits)
 
     def _function(self) -> Callable[..., torch.Tensor]:
-        return sigmoid_focal_loss if self.from_logits else binary_focal_loss
+        return _losses().sigmoid_focal_loss if self.from_logits else _losses().binary_focal_loss
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, from_logits={self.from_logits}"
@@ -169,7 +174,7 @@ class SoftmaxFocalLoss(_FocalModule):
         )
 
     def _function(self) -> Callable[..., torch.Tensor]:
-        return softmax_focal_loss
+        return _losses().softmax_focal_loss
 
 
 class CategoricalFocalLoss(SoftmaxFocalLoss):
@@ -219,7 +224,7 @@ class CategoricalFocalLoss(SoftmaxFocalLoss):
         self.from_logits = bool(from_logits)
 
     def _function(self) -> Callable[..., torch.Tensor]:
-        return softmax_focal_loss if self.from_logits else categorical_focal_loss
+        return _losses().softmax_focal_loss if self.from_logits else _losses().categorical_focal_loss
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, from_logits={self.from_logits}"
