@@ -24,22 +24,29 @@ Third derivatives are autograd of the closed-form second derivative, untested.
 Keep D or keep nothing (measured with ``time.thread_time``, 1 thread, float32, "mean", gamma = 2,
 forward + backward, medians of 11 interleaved rounds, on the project's shared 2-core CPU; ratios to the
 plain formula differentiated by autograd: torchvision's for sigmoid, ``log_softmax``/``gather``/
-``expm1``/``pow`` for softmax)::
+``expm1``/``pow`` for softmax). "warm": after the 4M-element sigmoid runs in the same process, so glibc
+has raised its mmap threshold and fresh tensors of these sizes come from the heap; "cold": a fresh
+process, where every fresh tensor of a few MiB is mmapped and its pages faulted in (then a fresh tensor
+costs several times the arithmetic that fills it, which is why the kernels reuse buffers)::
 
-    loss, shape                           keep D   keep nothing
-    sigmoid, 4M elements                  0.37x    0.60x
-    softmax index, (4,19,128,128), dim 1  1.06x    1.67x
-    softmax index, (65536,19)             1.13x    1.78x
-    softmax index, (1024,1000)            1.05x    1.68x
-    softmax prob,  (4,19,128,128), dim 1  2.60x    3.87x
-    softmax prob,  (65536,19)             1.69x    2.39x
-    softmax prob,  (1024,1000)            1.34x    1.91x
+    loss, shape                           keep D warm   keep D cold   keep nothing warm
+    sigmoid, 4M elements                  0.44x         -             0.68x
+    softmax index, (4,19,128,128), dim 1  1.02x         0.73x         1.60x
+    softmax index, (65536,19)             0.89x         0.72x         1.45x
+    softmax index, (1024,1000)            1.01x         1.06x         1.58x
+    softmax prob,  (4,19,128,128), dim 1  1.08x         0.91x         1.46x
+    softmax prob,  (65536,19)             1.20x         1.11x         1.69x
+    softmax prob,  (1024,1000)            1.29x         0.79x         1.76x
 
-Recomputing costs ~50-60% more time for 4 bytes/element less, so keeping D is the default;
-keep-nothing (``Spec.keep_grad=False``) stays internal. Before this version the softmax index path was
-2.3x-4.9x and the probability path 1.35x-1.8x; the issue-14 target (0.8x) is not reached: the index
-path is one log_softmax, its exponential, one sum and one multiply, as many passes as autograd of the
-plain formula; the probability path also pays for the exact heaviest-class sums next to one-hot.
+Kept bytes per element (float32, counted as ``tests/test_torch.py`` does): 4.0 for every path here;
+the plain formula keeps 4.84 (index, C = 19), 4.02 (index, C = 1000) and 16.0 (probability targets).
+Recomputing costs ~50-70% more time for 4 bytes/element less, so keeping D is the default;
+keep-nothing (``Spec.keep_grad=False``) stays internal. Before this version the index path was
+1.05x-1.13x warm and the probability path 1.34x-2.6x. The index path is one unshifted exponential
+(shifted by the row max only where the logits' range needs it), one sum of the other classes, and D
+multiplied out in place; the probability path pays for the exact heaviest-class sums next to one-hot
+(two argmax-like passes, ~20 passes over the logits' size in all). The issue-14 target (0.8x at every
+shape) is met only by the index path in a cold process at C = 19.
 """
 
 from __future__ import annotations
