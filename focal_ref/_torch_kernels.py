@@ -402,7 +402,7 @@ def softmax_index_kernel(
 ) -> Pair:
     """Class-index targets: (loss, dFL/dx) of :func:`softmax_index_factored`, multiplied out in place."""
     loss, k, f = softmax_index_factored(x, index, alpha, ignore_index, gamma, dim, need_grad, scale)
-    return loss, (None if k is None else k.mul_(f))
+    return loss, (None if k is None or f is None else k.mul_(f))
 
 
 def softmax_prob_kernel(
@@ -431,7 +431,8 @@ def softmax_prob_kernel(
     elif gamma == 1.0:
         weight = torch.mul(u, w)
     else:
-        weight = power(u, gamma).mul_(w)  # a fresh power
+        weight = u.pow(gamma) if gamma != 2.0 else u * u  # a fresh power
+        weight.mul_(w)
     terms = torch.mul(weight, log_p)
     if _min_is(log_p, -math.inf):  # 0 * (-inf) on a zero-weight class whose log p overflowed
         terms = torch.where(w > 0, terms, 0.0)
