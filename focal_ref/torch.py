@@ -54,6 +54,8 @@ __all__ = [
     "SoftmaxFocalLoss",
     "BinaryFocalLoss",
     "CategoricalFocalLoss",
+    "num_positives",
+    "PositiveNormalizer",
 ]
 
 
@@ -444,3 +446,4 @@ def categorical_focal_loss(
 
 
 from ._torch_modules import BinaryFocalLoss, CategoricalFocalLoss, SigmoidFocalLoss, SoftmaxFocalLoss  # noqa: E402
+from .distributed import PositiveNormalizer, num_positives  # noqa: E402  (data-parallel num_pos)

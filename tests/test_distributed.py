@@ -13,6 +13,7 @@ import torch.multiprocessing as mp
 import focal_ref
 import focal_ref.torch as ft
 from focal_ref.distributed import PositiveNormalizer, num_positives
+from focal_ref.torch import PositiveNormalizer as TorchPositiveNormalizer
 
 IGNORE = -1.0
 
@@ -143,3 +144,7 @@ def test_bad_inputs_to_num_positives():
         num_positives([1.0, 0.0])
     with pytest.raises(TypeError, match="ignore_index"):
         num_positives(torch.zeros(2), ignore_index="x")
+
+
+def test_the_normalizer_is_part_of_focal_ref_torch():
+    assert TorchPositiveNormalizer is PositiveNormalizer
