@@ -176,9 +176,10 @@ def _power(m, gamma: float):
     """m**gamma for a probability-derived m in [0, 1] (the probability-input losses).
 
     Integer gamma: repeated products (derivatives of every order finite everywhere, m = 0 included, and
-    no intermediate smaller than the result's terms). Other gamma: :func:`_smooth_power` with log m =
-    log(m); where m = 0 the result is the constant 0 (the log sees 1), since d(m**gamma)/dm is infinite
-    there for gamma < 1 while the loss's (m**gamma times a CE that vanishes with m) is 0.
+    no intermediate smaller than the result's terms). Other gamma: ``ops.power`` where m is a normal number
+    (its derivative gamma m**(gamma-1) is formed directly), :func:`_smooth_power` with log m = log(m) where
+    m is subnormal; where m = 0 the result is the constant 0, since d(m**gamma)/dm is infinite there for
+    gamma < 1 while the loss's (m**gamma times a CE that vanishes with m) is 0.
     """
     if gamma == 0.0:
         return ops.ones_like(m)
@@ -193,7 +194,20 @@ def _power(m, gamma: float):
         return result
     positive = m > 0
     safe = ops.where(positive, m, 1.0)
-    return ops.where(positive, _smooth_power(safe, ops.log(safe), gamma), 0.0)
+    # Where m is a normal number, ops.power: its backward multiplies the upstream gradient by
+    # gamma m^(gamma-1) (<= 1/m, finite), so the focal term gamma m^(gamma-1) CE keeps full accuracy; through
+    # log m it would be formed as (gamma m^gamma CE) / m, whose numerator underflows at easy examples
+    # (p = sigma(-58) in float32, sigma(-472) in float64). Subnormal m (the input itself below the smallest
+    # normal, which CPU kernels may read as 0) keeps the log form: its m^(gamma-1) could overflow.
+    normal = safe >= float(np.finfo(_np_dtype(m)).tiny)
+    exponent = ops.convert_to_tensor(gamma, dtype=m.dtype)
+    direct = ops.power(ops.where(normal, safe, 1.0), exponent)
+    via_log = _smooth_power(safe, ops.log(safe), gamma)
+    return ops.where(positive, ops.where(normal, direct, via_log), 0.0)
+
+
+def _np_dtype(tensor):
+    return np.dtype(_dtype(tensor)) if _dtype(tensor) != "bfloat16" else np.dtype("float32")
 
 
 def _logaddexp(a, b):
@@ -221,6 +235,11 @@ def _sigmoid_parts(x, y, pos_weight=None):
     y_soft = ops.where(soft, y, 0.5)  # keeps log(0) and its infinite derivative out of the unused branch
     log_m_soft = _logaddexp(ops.log(y_soft) - sp_pos, ops.log(1.0 - y_soft) - sp_neg)
     log_m = ops.where(positive, -sp_pos, ops.where(negative, -sp_neg, log_m_soft))
+    # Beyond |x| = 1e4 every derivative of log m is below e^-1e4 (0 in float64), while the backward pass forms
+    # gamma * alpha_t * m^gamma * CE before multiplying by it: with CE ~ |x| near the dtype's max that product
+    # overflows and inf * 0 is NaN. There log m enters as a constant (the same value, the same zero
+    # derivatives).
+    log_m = ops.where(ops.abs(x) < 1e4, log_m, ops.stop_gradient(log_m))
     return ce, m, log_m
 
 
@@ -288,6 +307,8 @@ def _log_softmax_parts(x):
     for tied logits; the shift then differentiates to the true log-softmax gradient.
     """
     num_classes = _shape(x)[-1]
+    if 0 in _shape(x):  # no samples (or no classes): empty parts; ops.max/argmax refuse an empty tensor
+        return x, x, x
     is_max = ops.one_hot(ops.argmax(x, axis=-1), num_classes, dtype="bool")
     x_k = ops.sum(ops.where(is_max, x, 0.0), axis=-1, keepdims=True)
     shifted = x - x_k

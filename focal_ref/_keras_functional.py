@@ -51,8 +51,8 @@ Reduction = Literal["none", "mean", "sum"]
 
 def _finish(loss, weight, keep, reduction):
     """Per-element weight, the ignore mask (0 loss and gradient; out of the mean's count), the reduction."""
-    if weight is not None:
-        loss = loss * weight
+    if weight is not None:  # w = 0 gives 0 also where FL is inf (p = 1 on a negative), as the reference
+        loss = ops.where(weight > 0, loss * weight, 0.0)
     if keep is not None:
         loss = ops.where(keep, loss, 0.0)
     return _reduce(loss, reduction, _count_kept(keep, loss.dtype))
@@ -235,8 +235,14 @@ def sigmoid_focal_loss_star(
             ops.all((y == 0.0) | (y == 1.0)),
             "targets must be hard labels (0 or 1) for FL*: it is defined for y in {-1, +1}",
         )
-    z = gamma * (2.0 * y - 1.0) * x + beta
-    loss = _binary_alpha_t(alpha, y) * _softplus(-z) / gamma
+    # z = gamma y' x + beta overflows for |x| near the dtype's max (gamma > 1); there softplus(-z) = -z
+    # exactly, so FL* = -alpha_t (y' x + beta / gamma), finite (as the reference). The overflowing z is
+    # replaced by 0 in the unused branch, keeping inf out of the derivatives.
+    u = (2.0 * y - 1.0) * x + beta / gamma  # z / gamma
+    z = gamma * u
+    overflow = ops.logical_not(ops.isfinite(z))
+    plain = _softplus(-ops.where(overflow, 0.0, z)) / gamma
+    loss = _binary_alpha_t(alpha, y) * ops.where(overflow, ops.where(u < 0, -u, 0.0), plain)
     return ops.cast(_reduce(loss, reduction), out_dtype)
 
 

@@ -30,9 +30,9 @@ per-sample values (``reduction="none"``) and ``"sum"`` stay float64; TensorFlow 
 Second derivatives: the focal factor (1 - p_t)^gamma is taken with its logarithm computed from the logits
 in log space (softplus, log-softmax), so autodiff of every order (nested GradientTape, double backward,
 ``jax.hessian``, forward mode) stays finite at saturated logits and for every gamma >= 0. The
-probability-input losses take integer gamma as products; for non-integer gamma in float32 their gradient
-at an easy example loses the term gamma m^(gamma-1) CE once m^gamma CE (about p^(gamma+1) for a negative
-of probability p) falls below float32's smallest normal number (1.2e-38).
+probability-input losses take integer gamma as products and other gamma as ``ops.power`` (whose derivative
+gamma m^(gamma-1) keeps the focal term at easy examples, where m^gamma CE underflows); a probability below
+the dtype's smallest normal number is read as 0 by the CPU kernels of TensorFlow and XLA (flush to zero).
 
 Where the logits' spread exceeds the dtype's range (|x_i - x_j| > 3.4e38 in float32) the softmax loss is
 inf, the rounded true value, and its gradient is not finite; every other finite input gives finite values.

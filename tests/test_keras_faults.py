@@ -344,3 +344,91 @@ def test_sigmoid_weight_pos_weight_ignore_index_match_reference(dtype):
         fk.sigmoid_focal_loss(x, targets, weight=np.ones(5))
     with pytest.raises(ValueError, match="pos_weight"):
         fk.sigmoid_focal_loss(x, np.clip(targets, 0, 1), pos_weight=-np.ones(3), validate=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# faults found by tests/test_search_keras.py (each test failed before its fix)
+
+_MAX = {"float32": float(np.finfo(np.float32).max), "float64": float(np.finfo(np.float64).max)}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fl_star_at_the_dtype_max_is_finite(dtype):
+    """gamma * x overflowed to -inf and softplus(inf) = inf; FL* = -alpha_t (y' x + beta/gamma) is finite."""
+    big = _MAX[dtype]
+    x, y = np.array([big, -big, big]), np.array([0.0, 1.0, 1.0])
+    out = _np(fk.sigmoid_focal_loss_star(ops.convert_to_tensor(x, dtype), ops.convert_to_tensor(y, dtype)))
+    ref = focal_ref.sigmoid_focal_loss_star(x, y)
+    np.testing.assert_allclose(out, ref, rtol=1e-6)
+    grad = _grad(lambda v: fk.sigmoid_focal_loss_star(v, ops.convert_to_tensor(y, dtype)), x, dtype)
+    np.testing.assert_allclose(grad, focal_ref.sigmoid_focal_loss_star_grad(x, y), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
+def test_sigmoid_gradient_at_the_dtype_max_is_not_nan(dtype):
+    """The backward pass formed gamma * alpha_t * m^gamma * CE (CE ~ x = the dtype's max: inf) before the
+    derivative of log m (0): inf * 0 = NaN. The reference gradient is 1 (alpha=None, y=0)."""
+    big = _MAX["float32" if dtype == "bfloat16" else dtype]
+    x = np.array([big, -big, big / 2])
+    y = np.array([0.0, 1.0, 0.0])
+    y_t = ops.convert_to_tensor(y, dtype)
+    if dtype == "bfloat16":
+        x = np.array([3.3895313892515355e38, -3.3895313892515355e38, 1.6947656946257677e38])
+        grad = _np(_grad_any(lambda v: fk.sigmoid_focal_loss(v, y_t, alpha=None, gamma=1.5), x, dtype))
+    else:
+        grad = _grad(lambda v: fk.sigmoid_focal_loss(v, y_t, alpha=None, gamma=1.5), x, dtype)
+    np.testing.assert_allclose(
+        grad, focal_ref.sigmoid_focal_loss_grad(x, y, alpha=None, gamma=1.5), rtol=1e-2
+    )
+
+
+def _grad_any(fn, values, dtype):
+    """The gradient for any Keras dtype (bfloat16 included), through keras tensors."""
+    x = ops.convert_to_tensor(np.asarray(values), dtype=dtype)
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            total = tf.reduce_sum(fn(x))
+        return tape.gradient(total, x)
+    if BACKEND == "torch":
+        x = x.detach().requires_grad_(True)
+        fn(x).sum().backward()
+        return x.grad
+    import jax
+    import jax.numpy as jnp
+
+    return jax.grad(lambda v: jnp.sum(fn(v)))(x)
+
+
+@pytest.mark.parametrize("fn", [fk.softmax_focal_loss, fk.categorical_focal_loss])
+def test_softmax_of_an_empty_batch_is_empty(fn):
+    """Logits (2, 0) with axis=0: no samples. ops.max refused the empty tensor (TF, torch backends)."""
+    values = np.full((2, 0), 0.5)
+    targets = np.zeros((0,), dtype="int32")
+    assert tuple(fn(values, targets, axis=0).shape) == (0,)
+    assert float(_np(fn(values, targets, axis=0, reduction="mean"))) == 0.0
+    assert float(_np(fn(values, targets, axis=0, reduction="sum"))) == 0.0
+
+
+@pytest.mark.parametrize(("dtype", "logit"), [("float32", -58.0), ("float64", -472.0)])
+def test_probability_gradient_keeps_the_focal_term_for_non_integer_gamma(dtype, logit):
+    """gamma = 0.5, y = 0: autodiff through log p formed 0.5 p^0.5 CE (below the smallest normal) before
+    dividing by p; TF returned 2/3 of the true gradient, torch 1e-11 (float64) / 3e-4 (float32) off."""
+    p = focal_ref.sigmoid_parts(np.array([logit]), 0.0)[0]
+    p = ops.convert_to_numpy(ops.cast(ops.convert_to_tensor(p, dtype), "float64"))
+    y = np.zeros(1)
+    grad = _grad(lambda v: fk.binary_focal_loss(v, ops.convert_to_tensor(y, dtype), gamma=0.5), p, dtype)
+    ref = focal_ref.binary_focal_loss_grad(p, y, gamma=0.5)
+    np.testing.assert_allclose(grad, ref, rtol=1e-5 if dtype == "float32" else 1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_zero_weight_on_an_infinite_loss_gives_zero(dtype):
+    """binary_focal_loss of p = 1 on a negative is inf; weight 0 made it inf * 0 = NaN (reference: 0)."""
+    p, y, w = np.array([1.0, 0.5]), np.array([0.0, 0.0]), np.array([0.0, 1.0])
+    out = _np(
+        fk.binary_focal_loss(ops.convert_to_tensor(p, dtype), ops.convert_to_tensor(y, dtype), weight=w)
+    )
+    np.testing.assert_allclose(out, focal_ref.binary_focal_loss(p, y, weight=w), rtol=1e-6)
