@@ -167,8 +167,8 @@ def _weighted_elementwise(spec: Spec, x, target, need_grad: bool, weight: Extra,
         loss, d = _elementwise_kernel(spec)(x, target, need_grad)
     if weight is not None:
         weight = weight.to(x.dtype)
-        loss = loss * weight
-        d = None if d is None else d * weight
+        loss = _k.weighted(loss, weight)  # masked: a zero weight gives 0 where the loss is inf
+        d = None if d is None else _k.weighted(d, weight)
     return (_total(loss) if spec.summed else loss), d
 
 
@@ -214,11 +214,11 @@ def hessian_times(
     if spec.family == "sigmoid":
         pw = None if pos_weight is None else pos_weight.to(x.dtype)
         hess = _h.sigmoid_hess(x, target, spec.alpha, spec.gamma, pw)
-        return hess * v if weight is None else hess * weight.to(x.dtype) * v
+        return hess * v if weight is None else _k.weighted(hess, weight.to(x.dtype)) * v
     if spec.family == "binary":
         pw = None if pos_weight is None else pos_weight.to(x.dtype)
         hess = _h.binary_hess(x, target, spec.alpha, spec.gamma, pw)
-        return hess * v if weight is None else hess * weight.to(x.dtype) * v
+        return hess * v if weight is None else _k.weighted(hess, weight.to(x.dtype)) * v
     if spec.family == "star":
         return _h.star_hess(x, target, spec.alpha, spec.gamma, spec.beta) * v
     w = _k.dense_weights(target, spec.kind, spec.alpha, spec.ignore_index, x, spec.dim)

@@ -33,7 +33,7 @@ def sigmoid_hess(
     Every factor is bounded (r <= 1), so the value is finite; where m underflowed to 0, m^gamma = 0 for
     gamma > 0 and the value is alpha_t CE'' for gamma = 0.
     """
-    p, q = torch.sigmoid(x), torch.sigmoid(-x)
+    p, q = sigmoid_pair(x)
     l = torch.abs(x).neg_().exp_().log1p_()  # noqa: E741  -log p = relu(-x) + l, -log(1-p) = relu(x) + l
     m = torch.lerp(p, q, y)
     pq = p * q
@@ -50,12 +50,32 @@ def sigmoid_hess(
     if gamma != 0.0:
         s = 1.0 - 2.0 * y
         r = (pq / m).nan_to_num_(0.0)
-        e = gamma * s * r * ce + d_ce
-        bracket = gamma * s * r * (e + (q - p - s * r) * ce + d_ce) + d2_ce
-    m_gamma = power(m, gamma)
-    hess = bracket if m_gamma is None else m_gamma * bracket
+        r_ce = torch.where(r > 0, r * ce, 0.0)  # 0 also where CE overflowed (w+ |x| > max): no 0 * inf
+        e = gamma * s * r_ce + d_ce
+        bracket = gamma * s * (r * (e + d_ce) + (q - p - s * r) * r_ce) + d2_ce
+    # gamma > 1: m^gamma = h h, h = m^(gamma/2), applied as (bracket h) h: no subnormal intermediate where
+    # the product is normal (as in the first-order kernels)
+    half = power(m, gamma / 2.0) if gamma > 1.0 else None
+    hess = bracket if half is None else bracket * half * half
+    m_gamma = None if half is not None else power(m, gamma)
+    hess = hess if m_gamma is None else m_gamma * hess
     alpha_t = binary_alpha_t(alpha, y)
     return hess if alpha_t is None else alpha_t * hess
+
+
+def sigmoid_pair(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sigma(x), sigma(-x)), each to the last bit also where it is subnormal.
+
+    ``torch.sigmoid(x)`` is 1 / (1 + e^-x): for x < -log(max) (-709.8 in float64, -88.7 in float32) e^-x
+    overflows and it returns 0 where the true value is subnormal (4.5e-309 at x = -710), and the
+    second derivative multiplies that value by CE ~ |x| into a normal number. Here the small one of the
+    pair is e^-|x| / (1 + e^-|x|), the large one 1 / (1 + e^-|x|): no overflow.
+    """
+    e = torch.abs(x).neg_().exp_()
+    big = e.add(1.0).reciprocal_()
+    small = e.mul_(big)
+    positive = x >= 0
+    return torch.where(positive, big, small), torch.where(positive, small, big)
 
 
 def star_hess(

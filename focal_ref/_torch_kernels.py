@@ -102,7 +102,10 @@ def sigmoid_kernel(
             s_r = _into(torch.mul, p, q, out=neg_x).div_(m).nan_to_num_(0.0)
             s_r.addcmul_(y, s_r, value=-2.0)  # (1 - 2y) r
         p_minus_y = p.lerp_(q.neg_(), y)  # (1-y) p - y q: exact -q for y = 1, no cancellation near p = 1
-    weight = power(m, gamma, inplace=True)
+    # gamma > 1: m^gamma = h h with h = m^(gamma/2), applied as (B h)(alpha_t h), so that no intermediate
+    # goes subnormal where the product is normal (float32, x = -3.4e38, y = 1e-7, gamma = 6: m^6 = 1e-42)
+    half = power(m, gamma / 2.0, inplace=True) if gamma > 1.0 else None
+    weight = half if half is not None else power(m, gamma, inplace=True)
     if alpha is not None:
         alpha_t = _into(
             torch.lerp, scalar(1.0 - alpha, x), scalar(alpha, x), y, out=q
@@ -112,8 +115,10 @@ def sigmoid_kernel(
     if need_grad:
         if gamma != 0.0:
             p_minus_y.addcmul_(s_r, ce, value=gamma)  # gamma (1-2y) r CE + (p - y)
-        grad = p_minus_y if weight is None else p_minus_y.mul_(weight)
-    loss = ce if weight is None else ce.mul_(weight)
+        grad = p_minus_y if half is None else p_minus_y.mul_(half)
+        grad = grad if weight is None else grad.mul_(weight)
+    loss = ce if half is None else ce.mul_(half)
+    loss = loss if weight is None else loss.mul_(weight)
     return loss, grad
 
 
@@ -135,18 +140,29 @@ def sigmoid_weighted_kernel(
     pos = y if pos_weight is None else pos_weight * y
     ce = pos * (torch.clamp_min(-x, 0.0) + l) + (1.0 - y) * (torch.clamp_min(x, 0.0) + l)
     m = torch.lerp(p, q, y)
-    weight = power(m, gamma)
+    half = power(m, gamma / 2.0) if gamma > 1.0 else None  # m^gamma = half^2, as in sigmoid_kernel
+    weight = half if half is not None else power(m, gamma)
     alpha_t = binary_alpha_t(alpha, y)
     if alpha_t is not None:
         weight = alpha_t if weight is None else alpha_t * weight
-    loss = ce if weight is None else weight * ce
+    loss = ce if half is None else ce * half
+    loss = loss if weight is None else loss * weight
     if not need_grad:
         return loss, None
     d_ce = (1.0 - y) * p - pos * q
     if gamma != 0.0:
         r = (p * q / m).nan_to_num_(0.0)
-        d_ce = d_ce + gamma * (1.0 - 2.0 * y) * r * ce
-    return loss, d_ce if weight is None else weight * d_ce
+        # r CE with r = 0 is 0 also where w+ |x| overflowed CE to inf (float32, x = -3.4e38, w+ = 2.5)
+        r_ce = torch.where(r > 0, r * ce, 0.0)
+        d_ce = d_ce + gamma * (1.0 - 2.0 * y) * r_ce
+    d_ce = d_ce if half is None else d_ce * half
+    return loss, d_ce if weight is None else d_ce * weight
+
+
+def weighted(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``weight * values`` with a zero weight giving 0 also where the value is inf (API decision 2: the
+    reference masks, 0 * inf would be NaN; e.g. the binary loss at p = 1 on a negative, weight 0)."""
+    return torch.where(weight > 0, values * weight, 0.0)
 
 
 def binary_kernel(
