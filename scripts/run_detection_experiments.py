@@ -2,6 +2,8 @@
 
 python scripts/run_detection_experiments.py wins --seeds 0 1 --jobs 2
 python scripts/run_detection_experiments.py grid --seeds 0 1 --jobs 2
+python scripts/run_detection_experiments.py baselines --seeds 0 1 --jobs 2
+python scripts/run_detection_experiments.py calibration --seeds 0 1 --jobs 2
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ RESULTS = Path(__file__).resolve().parent.parent / "book" / "tuning" / "results"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("experiment", choices=["wins", "grid", "length"])
+    parser.add_argument("experiment", choices=["wins", "grid", "length", "baselines", "calibration"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--settings", nargs="+", default=list(sweeps.WINS_SETTINGS))
@@ -27,9 +29,15 @@ def main() -> None:
         items = sweeps.wins_configs(args.seeds, args.settings)
     elif args.experiment == "length":
         items = sweeps.length_configs(args.seeds, args.settings[-1], args.steps)
+    elif args.experiment == "baselines":
+        items = sweeps.baseline_configs(args.seeds)
+    elif args.experiment == "calibration":
+        items = sweeps.calibration_configs(args.seeds)
     else:
         items = sweeps.grid_configs(args.seeds)
-    out = args.out or RESULTS / f"detection_{args.experiment}.json"
+    new = args.experiment in ("baselines", "calibration")
+    out = args.out or RESULTS / (f"{args.experiment}.json" if new else f"detection_{args.experiment}.json")
+    run_one = sweeps.run_calibration_one if args.experiment == "calibration" else None
     try:
         from tqdm.auto import tqdm
 
@@ -38,7 +46,7 @@ def main() -> None:
     except ImportError:  # pragma: no cover
         progress = None
     payload = sweeps.run_experiment(
-        args.experiment, items, args.seeds, out, jobs=args.jobs, progress=progress
+        args.experiment, items, args.seeds, out, jobs=args.jobs, progress=progress, run_one=run_one
     )
     print(f"wrote {out} ({len(payload['records'])} runs, {payload['provenance']['wall_s']} s)")
     if args.experiment == "wins":

@@ -123,11 +123,14 @@ def run_configs(
     jobs: int = 1,
     progress: Callable[[Iterable], Iterable] | None = None,
     partial: Path | None = None,
+    run_one: Callable[[tuple[dict, DetectorConfig]], dict] | None = None,
 ) -> list[dict]:
     """Train every config (``jobs`` worker processes of one thread each), records in the input order.
 
     With ``partial``, each record is also appended to that JSON-lines file as soon as it is done.
+    ``run_one`` maps one (key, config) to its record (default: train and drop the model).
     """
+    one = _run_one if run_one is None else run_one
 
     def collect(it: Iterable[dict]) -> list[dict]:
         out = []
@@ -139,11 +142,11 @@ def run_configs(
         return out
 
     if jobs <= 1:
-        return collect(_run_one(item) for item in items)
+        return collect(one(item) for item in items)
     import multiprocessing as mp
 
     with mp.get_context("fork").Pool(jobs) as pool:
-        return collect(pool.imap(_run_one, items))
+        return collect(pool.imap(one, items))
 
 
 def provenance(seeds: Sequence[int], wall_s: float) -> dict:
@@ -186,11 +189,14 @@ def run_experiment(
     out: Path,
     jobs: int = 1,
     progress=None,
+    run_one: Callable[[tuple[dict, DetectorConfig]], dict] | None = None,
 ) -> dict:
     """Run ``items``, write ``{"experiment", "provenance", "records"}`` to ``out`` (JSON) and return it."""
     start = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)
-    records = run_configs(items, jobs, progress, partial=Path("/tmp") / f"{out.stem}.partial.jsonl")
+    records = run_configs(
+        items, jobs, progress, partial=Path("/tmp") / f"{out.stem}.partial.jsonl", run_one=run_one
+    )
     payload = {
         "experiment": name,
         "provenance": provenance(seeds, time.perf_counter() - start),
@@ -239,3 +245,108 @@ def wins_summary(records: Sequence[dict], metric: str = "AP") -> list[dict]:
                 }
             )
     return rows
+
+
+BASELINES: dict[str, dict] = {
+    # plain CE (no alpha, no sampling): what OHEM and the class weights change
+    "ce_plain": {"gamma": 0.0, "alpha": None},
+    # the paper's Table 1d: OHEM with plain CE (no alpha), 1:3 negatives per positive or a fixed budget
+    "ohem_1_3": {"gamma": 0.0, "alpha": None, "ohem": 3},
+    "ohem_no_ratio": {"gamma": 0.0, "alpha": None, "ohem": 0, "ohem_batch": 128},
+    # CE weighted by inverse frequency: of the K object classes (the existing switch), or of
+    # foreground / background (alpha = negatives / all labelled anchors of the training set, per seed)
+    "ce_class_inverse_frequency": {"gamma": 0.0, "alpha": None, "class_weight": "inverse_frequency"},
+    "ce_fgbg_inverse_frequency": {"gamma": 0.0, "alpha": "inverse_frequency"},
+}
+"""The baselines of the paper's Table 1d and inverse-frequency weighting, as changes to a grid config."""
+CALIBRATION_LOSSES: tuple[tuple[float, float], ...] = ((0.0, 0.75), (1.0, 0.25), (2.0, 0.25), (5.0, 0.25))
+"""(gamma, alpha) of the calibration experiment: the best CE alpha of the grid, and FL at gamma 1, 2, 5."""
+
+
+def inverse_frequency_alpha(config: DetectorConfig) -> float:
+    """Negative anchors / (negative + positive anchors) of ``config``'s training scenes."""
+    from focal_ref.detection import train
+
+    test_seed = config.seed + 1000 if config.test_seed is None else config.test_seed
+    labels = train._prepare(
+        config.scenes,
+        config.anchors,
+        config.ignore_band,
+        config.seed,
+        config.n_train,
+        config.n_test,
+        test_seed,
+    )[3]
+    n_pos, n_neg = int((labels >= 0).sum()), int((labels == -2).sum())
+    return n_neg / (n_neg + n_pos)
+
+
+def baseline_configs(seeds: Sequence[int], setting: str = "one_object") -> list[tuple[dict, DetectorConfig]]:
+    """(key, config) of every baseline run: the grid's config with a :data:`BASELINES` change."""
+    scenes, anchors = SETTINGS[setting]
+    runs = []
+    for name, change in BASELINES.items():
+        for s in seeds:
+            config = DetectorConfig(scenes=scenes, anchors=anchors, seed=s)
+            fields = dict(change)
+            if fields.get("alpha") == "inverse_frequency":
+                fields["alpha"] = inverse_frequency_alpha(config)
+            runs.append(({"setting": setting, "baseline": name, "seed": s}, config.replace(**fields)))
+    return runs
+
+
+def calibration_configs(
+    seeds: Sequence[int], setting: str = "one_object"
+) -> list[tuple[dict, DetectorConfig]]:
+    """(key, config) of the calibration runs: the grid's configs of :data:`CALIBRATION_LOSSES`."""
+    return [(k, c) for k, c in grid_configs(seeds, setting) if (k["gamma"], k["alpha"]) in CALIBRATION_LOSSES]
+
+
+def anchor_scores_on_test(config: DetectorConfig, model) -> tuple[np.ndarray, np.ndarray]:
+    """Sigmoid scores (n, K) and 0/1 outcomes (n, K) of every non-ignored anchor of the test scenes."""
+    import torch
+
+    from focal_ref.detection import train
+
+    test_seed = config.seed + 1000 if config.test_seed is None else config.test_seed
+    _, test, anchors, _, _ = train._prepare(
+        config.scenes,
+        config.anchors,
+        config.ignore_band,
+        config.seed,
+        config.n_train,
+        config.n_test,
+        test_seed,
+    )
+    labels, _ = train.label_scenes(test, anchors, config.ignore_band)
+    with torch.no_grad():
+        logits = torch.cat(
+            [model(torch.from_numpy(test.images[i : i + 50]))[0] for i in range(0, len(test), 50)]
+        )
+    keep = labels != -1
+    k = logits.shape[-1]
+    onehot = torch.zeros_like(logits)
+    pos = labels >= 0
+    onehot[pos] = torch.nn.functional.one_hot(labels[pos], k).to(logits.dtype)
+    return torch.sigmoid(logits[keep]).double().numpy(), onehot[keep].numpy().astype(np.int64)
+
+
+def run_calibration_one(item: tuple[dict, DetectorConfig]) -> dict:
+    """Train one config; its record plus the ECE and reliability data of its test-scene anchor scores."""
+    from focal_ref.detection.calibration import expected_calibration_error, reliability
+
+    key, config = item
+    result = train_detector(config)
+    scores, outcomes = anchor_scores_on_test(config, result.pop("model"))
+    top = scores >= 0.05  # the scores the detector keeps as detections (postprocess's threshold)
+    cal = {
+        "ece": expected_calibration_error(scores, outcomes),
+        "ece_above_005": expected_calibration_error(scores[top], outcomes[top]) if top.any() else None,
+        "ece_positives": expected_calibration_error(scores[outcomes == 1], outcomes[outcomes == 1]),
+        "mean_score": float(scores.mean()),
+        "positive_rate": float(outcomes.mean()),
+        "n_scores": int(scores.size),
+        "n_above_005": int(top.sum()),
+        "reliability": reliability(scores, outcomes).to_dict(),
+    }
+    return {"key": key, "config": config.to_dict(), **result, **cal}
