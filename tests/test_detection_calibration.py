@@ -133,3 +133,21 @@ def test_experiment_configs():
     cal = sweeps.calibration_configs([0, 1])
     assert sorted({(k["gamma"], k["alpha"]) for k, _ in cal}) == sorted(sweeps.CALIBRATION_LOSSES)
     assert len(cal) == 2 * len(sweeps.CALIBRATION_LOSSES)
+
+
+def test_calibration_record_on_a_short_run():
+    from focal_ref.detection import sweeps, train
+    from focal_ref.detection.train import label_scenes
+
+    key, config = sweeps.calibration_configs([0])[0]
+    config = config.replace(steps=2, n_train=16, n_test=4)
+    rec = sweeps.run_calibration_one((key, config))
+    _, test, anchors, _, _ = train._prepare(config.scenes, config.anchors, config.ignore_band, 0, 16, 4, 1000)
+    labels, _ = label_scenes(test, anchors, config.ignore_band)
+    k = len(config.scenes.classes)
+    assert rec["n_scores"] == int((labels != -1).sum()) * k  # every non-ignored anchor, every class
+    assert rec["positive_rate"] * rec["n_scores"] == pytest.approx(int((labels >= 0).sum()))
+    assert sum(rec["reliability"]["count"]) == rec["n_scores"] and len(rec["reliability"]["count"]) == N_BINS
+    assert 0 <= rec["ece"] <= 1 and "model" not in rec
+    # after 2 steps the scores are still near the prior .01: ECE is about |prior - positive rate|
+    assert rec["mean_score"] == pytest.approx(0.01, abs=0.01)
