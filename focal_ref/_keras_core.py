@@ -176,10 +176,10 @@ def _power(m, gamma: float):
     """m**gamma for a probability-derived m in [0, 1] (the probability-input losses).
 
     Integer gamma: repeated products (derivatives of every order finite everywhere, m = 0 included, and
-    no intermediate smaller than the result's terms). Other gamma: ``ops.power`` where m is a normal number
-    (its derivative gamma m**(gamma-1) is formed directly), :func:`_smooth_power` with log m = log(m) where
-    m is subnormal; where m = 0 the result is the constant 0, since d(m**gamma)/dm is infinite there for
-    gamma < 1 while the loss's (m**gamma times a CE that vanishes with m) is 0.
+    no intermediate smaller than the result's terms). Other gamma: ``ops.power`` where m**(gamma-1) is
+    finite (its derivative gamma m**(gamma-1) is formed directly), :func:`_smooth_power` with log m = log(m)
+    where m**(gamma-1) would overflow; where m = 0 the result is the constant 0, since d(m**gamma)/dm is
+    infinite there for gamma < 1 while the loss's (m**gamma times a CE that vanishes with m) is 0.
     """
     if gamma == 0.0:
         return ops.ones_like(m)
@@ -194,15 +194,18 @@ def _power(m, gamma: float):
         return result
     positive = m > 0
     safe = ops.where(positive, m, 1.0)
-    # Where m is a normal number, ops.power: its backward multiplies the upstream gradient by
-    # gamma m^(gamma-1) (<= 1/m, finite), so the focal term gamma m^(gamma-1) CE keeps full accuracy; through
-    # log m it would be formed as (gamma m^gamma CE) / m, whose numerator underflows at easy examples
-    # (p = sigma(-58) in float32, sigma(-472) in float64). Subnormal m (the input itself below the smallest
-    # normal, which CPU kernels may read as 0) keeps the log form: its m^(gamma-1) could overflow.
-    normal = safe >= float(np.finfo(_np_dtype(m)).tiny)
+    # ops.power wherever its derivative gamma m^(gamma-1) (<= 1/m) is finite: the backward pass then
+    # multiplies the upstream gradient by it directly, so the focal term gamma m^(gamma-1) CE keeps full
+    # accuracy; through log m it would be formed as (gamma m^gamma CE) / m, whose numerator underflows at
+    # easy examples (p = sigma(-58) in float32, sigma(-472) in float64). That holds for every normal m (and
+    # most subnormal ones); only where m^(gamma-1) would overflow (m < 1/max, gamma near 0): the log form.
+    # (CPU kernels of TensorFlow and XLA read a subnormal m as 0 anyway: log m = -inf, the log form.)
+    log_safe = ops.log(safe)
+    limit = float(np.log(np.finfo(_np_dtype(m)).max)) - 1.0
+    normal = (gamma - 1.0) * log_safe < limit
     exponent = ops.convert_to_tensor(gamma, dtype=m.dtype)
     direct = ops.power(ops.where(normal, safe, 1.0), exponent)
-    via_log = _smooth_power(safe, ops.log(safe), gamma)
+    via_log = _smooth_power(safe, log_safe, gamma)
     return ops.where(positive, ops.where(normal, direct, via_log), 0.0)
 
 

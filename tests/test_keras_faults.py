@@ -432,3 +432,18 @@ def test_zero_weight_on_an_infinite_loss_gives_zero(dtype):
         fk.binary_focal_loss(ops.convert_to_tensor(p, dtype), ops.convert_to_tensor(y, dtype), weight=w)
     )
     np.testing.assert_allclose(out, focal_ref.binary_focal_loss(p, y, weight=w), rtol=1e-6)
+
+
+def test_probability_gradient_at_a_subnormal_probability():
+    """float32 p = sigma(-88) = 6.1e-39 (subnormal), y = 0, gamma = 0.5: the focal term is kept where the CPU
+    kernels read p (torch: the reference's value); TensorFlow and XLA read a subnormal input as 0 (flush to
+    zero), where the reference's gradient is 0 -- the decision in tests/test_search_keras.py::check_daz."""
+    p = np.array([float(np.float32(focal_ref.sigmoid_parts(np.array([-88.0]), 0.0)[0][0]))])
+    y = np.zeros(1)
+    grad = _grad(
+        lambda v: fk.binary_focal_loss(v, ops.convert_to_tensor(y, "float32"), gamma=0.5), p, "float32"
+    )
+    if BACKEND == "torch":
+        np.testing.assert_allclose(grad, focal_ref.binary_focal_loss_grad(p, y, gamma=0.5), rtol=1e-5)
+    else:
+        assert grad[0] == 0.0 or np.isclose(grad[0], focal_ref.binary_focal_loss_grad(p, y, gamma=0.5)[0])
