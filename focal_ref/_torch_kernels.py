@@ -44,6 +44,28 @@ def power(base: torch.Tensor, gamma: float, inplace: bool = False) -> torch.Tens
     return base.pow_(gamma) if inplace else base.pow(gamma)
 
 
+def split_power(m: torch.Tensor, gamma: float) -> bool:
+    """Whether to apply m^gamma as h h with h = m^(gamma/2), rather than as one factor.
+
+    One factor m^gamma goes subnormal (and loses digits) where m < tiny^(1/gamma), even where the loss
+    alpha_t m^gamma CE is a normal number (float32, x = -3.4e38, y = 1e-7, gamma = 6: m^6 = 1e-42, the
+    loss 3.4e-11); (B h)(alpha_t h) keeps every intermediate normal there. The two orders round
+    differently, so on CPU the split is taken only for a block that holds such an m: ordinary inputs give
+    the bits they always gave (the book's stored experiments re-run bit for bit). On other devices, under
+    torch.compile and under torch.func, where looking at values would synchronise or cannot be traced,
+    it is always taken.
+    """
+    if gamma <= 1.0:
+        return False
+    if (
+        m.device.type != "cpu"
+        or torch.compiler.is_compiling()
+        or torch._C._functorch.is_functorch_wrapped_tensor(m)
+    ):
+        return True
+    return bool((m < torch.finfo(m.dtype).tiny ** (1.0 / gamma)).any())
+
+
 def _into(op, *args, out: torch.Tensor) -> torch.Tensor:
     """``op(*args, out=out)``: reuses a dead buffer; a fresh tensor under torch.func (no out= rules)."""
     if torch.compiler.is_compiling() or torch._C._functorch.is_functorch_wrapped_tensor(out):
@@ -102,9 +124,9 @@ def sigmoid_kernel(
             s_r = _into(torch.mul, p, q, out=neg_x).div_(m).nan_to_num_(0.0)
             s_r.addcmul_(y, s_r, value=-2.0)  # (1 - 2y) r
         p_minus_y = p.lerp_(q.neg_(), y)  # (1-y) p - y q: exact -q for y = 1, no cancellation near p = 1
-    # gamma > 1: m^gamma = h h with h = m^(gamma/2), applied as (B h)(alpha_t h), so that no intermediate
-    # goes subnormal where the product is normal (float32, x = -3.4e38, y = 1e-7, gamma = 6: m^6 = 1e-42)
-    half = power(m, gamma / 2.0, inplace=True) if gamma > 1.0 else None
+    # m^gamma = h h with h = m^(gamma/2), applied as (B h)(alpha_t h), where one factor would go
+    # subnormal although the product is normal (split_power)
+    half = power(m, gamma / 2.0, inplace=True) if split_power(m, gamma) else None
     weight = half if half is not None else power(m, gamma, inplace=True)
     if alpha is not None:
         alpha_t = _into(
@@ -140,7 +162,7 @@ def sigmoid_weighted_kernel(
     pos = y if pos_weight is None else pos_weight * y
     ce = pos * (torch.clamp_min(-x, 0.0) + l) + (1.0 - y) * (torch.clamp_min(x, 0.0) + l)
     m = torch.lerp(p, q, y)
-    half = power(m, gamma / 2.0) if gamma > 1.0 else None  # m^gamma = half^2, as in sigmoid_kernel
+    half = power(m, gamma / 2.0) if split_power(m, gamma) else None  # m^gamma = half^2, as in sigmoid_kernel
     weight = half if half is not None else power(m, gamma)
     alpha_t = binary_alpha_t(alpha, y)
     if alpha_t is not None:

@@ -179,3 +179,25 @@ def test_float32_pos_weight_overflowing_ce_gives_finite_derivatives(gamma):
     ref_kw = {**kw, "weight": np.array([0.5])}
     _close(g.numpy(), focal_ref.sigmoid_focal_loss_grad(x64, y64, **ref_kw), "float32", "grad")
     _close(h.numpy(), focal_ref.sigmoid_focal_loss_hess(x64, y64, **ref_kw), "float32", "hess")
+
+
+def test_ordinary_inputs_keep_the_one_factor_rounding(monkeypatch):
+    """The h h split is taken only for a block holding an m whose m^gamma would be subnormal: ordinary
+    inputs give the bits of one factor m^gamma (the book's stored detector runs re-run bit for bit)."""
+    from focal_ref import _torch_kernels
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(4096, generator=gen) * 3  # |x| < 16: no m^5 below float32 tiny
+    y = (torch.rand(4096, generator=gen) < 0.1).float()
+    for gamma in (2.0, 5.0):
+        default = ft.sigmoid_focal_loss(x, y, gamma=gamma, reduction="none")
+        monkeypatch.setattr(_torch_kernels, "split_power", lambda m, g: False)
+        one_factor = ft.sigmoid_focal_loss(x, y, gamma=gamma, reduction="none")
+        monkeypatch.undo()
+        assert torch.equal(default, one_factor)
+    extreme = torch.tensor([-3.4e38], dtype=torch.float32)
+    assert _torch_kernels.split_power(torch.tensor([1e-8]), 6.0)
+    assert not _torch_kernels.split_power(torch.tensor([1e-5]), 6.0)
+    got = ft.sigmoid_focal_loss(extreme, torch.tensor([1e-7]), alpha=None, gamma=6.0)
+    want = focal_ref.sigmoid_focal_loss(extreme.double().numpy(), [1e-7], alpha=None, gamma=6.0)
+    assert abs(float(got[0]) - float(want[0])) <= 2e-7 * float(want[0])
