@@ -180,6 +180,12 @@ def binary_focal_loss(
     # afterwards would give alpha_t * inf = 0 * inf = NaN. The inner where keeps log(0) (and its infinite
     # derivative) out of unused terms. log1p(-p) is exact for small p.
     use_p, use_q = y_pos * alpha_t > 0, (1.0 - y) * alpha_t > 0
+    # elements with weight 0 or an ignored target give 0 in value and gradient: their logs are kept out too
+    # (p = 1 on a negative: inf in the unused branch, whose derivative 1/(1-p) = inf times 0 would be NaN)
+    active = ops.ones_like(use_p) if w is None else ops.broadcast_to(w > 0, _shape(p))
+    if keep is not None:
+        active = ops.logical_and(active, keep)
+    use_p, use_q = ops.logical_and(use_p, active), ops.logical_and(use_q, active)
     log_p = ops.where(use_p, ops.log(ops.where(use_p, p, 1.0)), 0.0)
     log_q = ops.where(use_q, ops.log1p(-ops.where(use_q, p, 0.0)), 0.0)
     ce = -(y_pos * log_p + (1.0 - y) * log_q)

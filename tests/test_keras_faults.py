@@ -447,3 +447,17 @@ def test_probability_gradient_at_a_subnormal_probability():
         np.testing.assert_allclose(grad, focal_ref.binary_focal_loss_grad(p, y, gamma=0.5), rtol=1e-5)
     else:
         assert grad[0] == 0.0 or np.isclose(grad[0], focal_ref.binary_focal_loss_grad(p, y, gamma=0.5)[0])
+
+
+@pytest.mark.parametrize("masked", ["weight", "ignore_index"])
+def test_zero_weight_or_ignored_at_an_infinite_loss_has_zero_gradient(masked):
+    """p = 1 on a negative (bfloat16 rounds sigma(7) to 1): the masked element's loss was inf in the unused
+    branch of a where(), and its derivative 1/(1-p) = inf times the 0 from the mask gave a NaN gradient."""
+    p, y = np.array([1.0, 0.5]), np.array([0.0, 0.0])
+    if masked == "weight":
+        kw, y_in = {"weight": np.array([0.0, 1.0])}, y
+    else:
+        kw, y_in = {"ignore_index": -1.0}, np.array([-1.0, 0.0])
+    y_t = ops.convert_to_tensor(y_in, "float64")
+    grad = _grad(lambda v: fk.binary_focal_loss(v, y_t, gamma=0.0, alpha=None, **kw), p, "float64")
+    np.testing.assert_allclose(grad, focal_ref.binary_focal_loss_grad(p, y_in, gamma=0.0, alpha=None, **kw))
