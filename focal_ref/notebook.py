@@ -271,7 +271,9 @@ def summary_table(reports: dict) -> Table:
         worst_pass = max((r.max_rel_err for r in passed), default=float("nan"))
         if failed:
             passed_html = "<br>".join(html.escape(r.region) for r in passed) or "–"
-            passed_cell = Html(passed_html, ", ".join(r.region for r in passed) or "–", nowrap=False)
+            passed_cell: Html | str = Html(
+                passed_html, ", ".join(r.region for r in passed) or "–", nowrap=False
+            )
         else:
             passed_cell = f"all {len(passed)}"
         items = [(r.region, r.cause or _err(r.max_rel_err)) for r in failed]
@@ -316,14 +318,18 @@ def source_code(obj, *, docstring: bool = False) -> str:
         return source.rstrip() + "\n"
     tree = ast.parse(source)
     node = tree.body[0]
-    first = node.body[0] if node.body else None
-    is_doc = isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
-    if not (is_doc and isinstance(first.value.value, str)):
+    body = getattr(node, "body", None) or [None]
+    first = body[0]
+    if not (
+        isinstance(first, ast.Expr)
+        and isinstance(first.value, ast.Constant)
+        and isinstance(first.value.value, str)
+    ):
         return source.rstrip() + "\n"
     lines = source.splitlines()
     summary = _plain(first.value.value.strip().splitlines()[0].strip())
-    indent = re.match(r"\s*", lines[first.lineno - 1]).group(0)
-    kept = lines[: first.lineno - 1] + [f"{indent}# {summary}"] + lines[first.end_lineno :]
+    indent = lines[first.lineno - 1][: len(lines[first.lineno - 1]) - len(lines[first.lineno - 1].lstrip())]
+    kept = lines[: first.lineno - 1] + [f"{indent}# {summary}"] + lines[(first.end_lineno or first.lineno) :]
     return "\n".join(kept).rstrip() + "\n"
 
 

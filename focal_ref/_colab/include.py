@@ -13,7 +13,7 @@ def _lines(text: str) -> list[str]:
 
 def _line_numbers(spec: str, count: int) -> list[int]:
     """Sphinx's ``:lines:`` syntax ("1-3,5,8-") as 0-based indices."""
-    picked = []
+    picked: list[int] = []
     for part in spec.split(","):
         part = part.strip()
         if "-" in part:
