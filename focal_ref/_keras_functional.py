@@ -1,6 +1,9 @@
 """The functional focal losses of :mod:`focal_ref.keras` (the reference's names and arguments).
 
 Lin, Goyal, Girshick, He and Dollar, "Focal Loss for Dense Object Detection", https://arxiv.org/abs/1708.02002.
+
+A little over the project's ~400 lines: seven public functions, each with the docstring (math, Args,
+Returns, Raises, a doctest) that the reference's twin carries; the numerics live in ``_keras_core``.
 """
 
 from __future__ import annotations
