@@ -15,10 +15,11 @@ the implementation and not a convention mix-up:
   the checked dtype; what that costs at saturation is part of their API's verdict.
 
 The packages are pinned in ``requirements-audit.txt`` and installed with ``--no-deps`` beside the pinned
-stack. Two of them cannot be imported as packages here: segmentation-models-pytorch and pytorch-toolbelt
-import torchvision (and pytorch-toolbelt OpenCV) at package import, and torchvision does not load beside
-the CPU build of torch 2.13.0. Their loss modules need only torch, so :func:`load_module` imports those
-files with the parents' ``__init__`` skipped. focal-loss (TensorFlow) and focal-loss-torch both install
+stack. segmentation-models-pytorch and pytorch-toolbelt ask for torchvision, whose wheels bring another
+torch than the pinned CPU build, so their dependencies are not installed: ``import
+segmentation_models_pytorch`` fails on timm and pytorch-toolbelt's loss module on OpenCV (cv2). Their loss
+modules need only torch, so :func:`load_module` imports those files with the parents' ``__init__``
+skipped. focal-loss (TensorFlow) and focal-loss-torch both install
 a top-level ``focal_loss`` package into the same folder: installed together, ``import focal_loss`` is
 the TensorFlow one and the torch class lives in ``focal_loss.focal_loss``.
 
