@@ -4,7 +4,10 @@ The classification head predicts ``K * A`` sigmoid logits per location; its last
 prior ``-log((1 - pi) / pi)`` with ``pi = .01`` and the heads' other weights are Gaussian with
 sigma = .01 (Lin et al. 2017, §3.3 and §4.1; arXiv 1708.02002). The loss is the paper's: the focal loss
 (:func:`focal_ref.torch.sigmoid_focal_loss`) summed over every non-ignored anchor and class, plus a
-Smooth-L1 box loss summed over the positive anchors, both divided by the number of positive anchors.
+Smooth-L1 box loss summed over the positive anchors, both divided by the number of positive anchors
+(``normalization="num_pos"``). Two alternatives, for the normalization study: ``"mean"`` (the focal loss
+averaged over the non-ignored anchor x class elements) and ``"ema"`` (both sums divided by Detectron2's
+moving average of num_pos, :class:`focal_ref.distributed.PositiveNormalizer`).
 """
 
 from __future__ import annotations
@@ -15,9 +18,12 @@ import torch
 from torch import nn
 
 from focal_ref.detection.anchors import AnchorConfig
+from focal_ref.distributed import PositiveNormalizer
 from focal_ref.torch import sigmoid_focal_loss
 
 BACKBONE_STRIDES = (2, 4, 8)
+NORMALIZATIONS = ("num_pos", "mean", "ema")
+"""What :func:`retinanet_loss` can divide the summed losses by."""
 
 
 def prior_bias(prior: float) -> float:
@@ -89,13 +95,21 @@ def retinanet_loss(
     gamma: float = 2.0,
     smooth_l1_beta: float = 1 / 9,
     class_weight: torch.Tensor | None = None,
+    normalization: str = "num_pos",
+    normalizer: PositiveNormalizer | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """The RetinaNet loss of a batch, divided by the number of positive anchors.
+    """The RetinaNet loss of a batch, divided by the number of positive anchors (or an alternative).
 
     .. math::
 
         L = \\frac{1}{N_{pos}} \\Big[\\sum_{a \\notin \\mathrm{ignored}} \\sum_k \\mathrm{FL}(x_{ak}, y_{ak})
             + \\sum_{a \\in \\mathrm{pos}} \\mathrm{SmoothL1}(d_a - t_a)\\Big]
+
+    with ``normalization="num_pos"`` (Lin et al. 2017, §4.1, https://arxiv.org/abs/1708.02002;
+    N_pos floored at 1). ``"mean"``: the focal term is divided by the number of non-ignored
+    anchor x class elements instead (a plain mean; the box term keeps N_pos). ``"ema"``: both terms are
+    divided by ``normalizer(onehot targets)``, Detectron2's moving average of N_pos (momentum .9,
+    started at 100), which the caller keeps from step to step.
 
     Args:
         logits: (B, M, K) class logits.
@@ -105,10 +119,27 @@ def retinanet_loss(
         alpha, gamma: the focal loss's parameters (``gamma=0``: alpha-balanced cross entropy).
         smooth_l1_beta: the Smooth-L1 transition point (Detectron's 1/9).
         class_weight: optional (K,) weights of each class's positive *and* negative terms (a baseline).
+        normalization: ``"num_pos"`` (the paper), ``"mean"`` or ``"ema"`` (see above).
+        normalizer: the :class:`~focal_ref.distributed.PositiveNormalizer` of ``"ema"`` (required there).
 
     Returns:
         ``(cls_loss, box_loss, num_pos)``: the two 0-d losses and the positive count (at least 1).
+
+    Raises:
+        ValueError: an unknown ``normalization``, or ``"ema"`` without a ``normalizer``.
+
+    Example:
+        >>> logits = torch.full((1, 4, 1), -2.0)
+        >>> labels = torch.tensor([[0, -2, -2, -1]])
+        >>> cls, box, n = retinanet_loss(logits, torch.zeros(1, 4, 4), labels, torch.zeros(1, 4, 4),
+        ...                              normalization="mean")
+        >>> round(float(cls), 4), n
+        (0.1384, 1)
     """
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+    if normalization == "ema" and normalizer is None:
+        raise ValueError("normalization='ema' needs a normalizer (focal_ref.distributed.PositiveNormalizer)")
     k = logits.shape[-1]
     pos = labels >= 0
     keep = (labels != -1).unsqueeze(-1).to(logits.dtype)
@@ -120,4 +151,10 @@ def retinanet_loss(
     num_pos = max(int(pos.sum()), 1)
     diff = (deltas[pos] - box_targets[pos]).abs()
     sl1 = torch.where(diff < smooth_l1_beta, 0.5 * diff**2 / smooth_l1_beta, diff - 0.5 * smooth_l1_beta)
+    if normalization == "mean":
+        return fl.sum() / max(int(keep.sum()) * k, 1), sl1.sum() / num_pos, num_pos
+    if normalization == "ema":
+        assert normalizer is not None
+        divisor = normalizer(onehot)
+        return fl.sum() / divisor, sl1.sum() / divisor, num_pos
     return fl.sum() / num_pos, sl1.sum() / num_pos, num_pos

@@ -20,7 +20,8 @@ from focal_ref.detection.anchors import AnchorConfig, encode, label_anchors, mak
 from focal_ref.detection.data import SceneConfig, Scenes, make_scenes
 from focal_ref.detection.inference import postprocess
 from focal_ref.detection.metrics import coco_ap
-from focal_ref.detection.model import TinyRetinaNet, retinanet_loss
+from focal_ref.detection.model import NORMALIZATIONS, TinyRetinaNet, retinanet_loss
+from focal_ref.distributed import PositiveNormalizer
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,10 @@ class DetectorConfig:
         n_train, n_test: scenes drawn from the train and test digit pools.
         seed: seeds the weights, the batch order and the training scenes; the test scenes use ``seed + 1000``
             unless ``test_seed`` is given.
+        normalization: what the summed losses are divided by: ``"num_pos"`` (the paper's positive count;
+            the default, whose arithmetic the stored results were made with), ``"mean"`` (the focal term
+            averaged over the non-ignored anchor x class elements) or ``"ema"`` (Detectron2's moving
+            average of num_pos, momentum .9 from 100); see :func:`~focal_ref.detection.model.retinanet_loss`.
     """
 
     scenes: SceneConfig = field(default_factory=SceneConfig)
@@ -60,6 +65,11 @@ class DetectorConfig:
     n_test: int = 200
     seed: int = 0
     test_seed: int | None = None
+    normalization: str = "num_pos"
+
+    def __post_init__(self) -> None:
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}")
 
     def replace(self, **changes) -> DetectorConfig:
         """A copy with some fields changed."""
@@ -145,6 +155,17 @@ def _ohem_mask(cls_loss: torch.Tensor, labels: torch.Tensor, config: DetectorCon
     return keep
 
 
+def _divisor(
+    config: DetectorConfig, labels: torch.Tensor, num_pos: int, ema: PositiveNormalizer | None
+) -> float:
+    """What this step's focal term was divided by (for the history)."""
+    if config.normalization == "mean":
+        return float(max(int((labels != -1).sum()) * len(config.scenes.classes), 1))
+    if ema is not None:
+        return ema.value
+    return float(num_pos)
+
+
 @torch.no_grad()
 def evaluate(
     model: TinyRetinaNet, scenes: Scenes, anchors: torch.Tensor, batch_size: int = 50
@@ -186,8 +207,18 @@ def _prepare(
     return train, test, anchors, labels, box_targets
 
 
-def train_detector(config: DetectorConfig, progress: Iterable | None = None) -> dict:
+def train_detector(
+    config: DetectorConfig, progress: Iterable | None = None, history: list[dict] | None = None
+) -> dict:
     """Train one detector from scratch and measure it on the test scenes.
+
+    Args:
+        config: the run.
+        progress: an iterable over the step indices to use instead of ``range(config.steps)`` (e.g. a
+            progress bar wrapping it).
+        history: a list to append one dict a step to: ``loss``, ``cls_loss``, ``box_loss``, ``num_pos``,
+            ``divisor`` (what the focal term was divided by) and ``grad_norm`` (before clipping).
+            Recording changes no arithmetic.
 
     Returns:
         A dict: ``AP``, ``AP50``, ``AP75`` (COCOeval on the test scenes), the training anchor statistics
@@ -216,6 +247,11 @@ def train_detector(config: DetectorConfig, progress: Iterable | None = None) -> 
     )
     images = torch.from_numpy(train.images)
     losses = []
+    ema = (
+        PositiveNormalizer(momentum=0.9, initial=100.0, group=False)
+        if config.normalization == "ema"
+        else None
+    )
     steps = range(config.steps) if progress is None else progress
     for step in steps:
         idx = torch.from_numpy(order[step * config.batch_size : (step + 1) * config.batch_size])
@@ -229,15 +265,34 @@ def train_detector(config: DetectorConfig, progress: Iterable | None = None) -> 
             onehot[pos] = torch.nn.functional.one_hot(lab[pos], k).to(logits.dtype)
             per = sigmoid_focal_loss(logits, onehot, alpha=config.alpha, gamma=config.gamma)
             lab = lab.masked_fill(~_ohem_mask(per, lab, config), -1)
-        cls_loss, box_loss, _ = retinanet_loss(
-            logits, deltas, lab, box_targets[idx], alpha=config.alpha, gamma=config.gamma, class_weight=cw
+        cls_loss, box_loss, num_pos = retinanet_loss(
+            logits,
+            deltas,
+            lab,
+            box_targets[idx],
+            alpha=config.alpha,
+            gamma=config.gamma,
+            class_weight=cw,
+            normalization=config.normalization,
+            normalizer=ema,
         )
         loss = cls_loss + box_loss
         opt.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
         opt.step()
         losses.append(float(loss.detach()))
+        if history is not None:
+            history.append(
+                {
+                    "loss": losses[-1],
+                    "cls_loss": float(cls_loss.detach()),
+                    "box_loss": float(box_loss.detach()),
+                    "num_pos": num_pos,
+                    "divisor": _divisor(config, lab, num_pos, ema),
+                    "grad_norm": float(grad_norm),
+                }
+            )
     result: dict[str, Any] = dict(evaluate(model, test, anchors))
     result.update(anchor_stats(labels))
     result["final_loss"] = float(np.mean(losses[-20:])) if losses else float("nan")
