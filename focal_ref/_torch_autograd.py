@@ -223,7 +223,9 @@ def hessian_times(
         return _h.star_hess(x, target, spec.alpha, spec.gamma, spec.beta) * v
     w = _k.dense_weights(target, spec.kind, spec.alpha, spec.ignore_index, x, spec.dim)
     if spec.family == "softmax":
-        return _h.softmax_hvp(x, w, spec.gamma, spec.dim, v)
+        hv = _h.softmax_hvp(x, w, spec.gamma, spec.dim, v)
+        # the mean's 1/N folded into the loss and D (spec.scale) belongs in the Hessian too
+        return hv if spec.scale == 1.0 else hv * spec.scale
     return _h.categorical_hess(x, w, spec.gamma) * v
 
 
