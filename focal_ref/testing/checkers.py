@@ -17,10 +17,20 @@ import numpy as np
 
 import focal_ref
 
+from . import arguments as args
 from . import battery as bat
 from .compare import Tally, alpha_text, num, run_regions
 from .frameworks import CheckFailure, Framework, setup
-from .regions import ALL_REGIONS, GRADIENTS, REGIONS, SECOND_DERIVATIVES, SOFT, TOLERANCES
+from .regions import (
+    ALL_REGIONS,
+    ARGUMENT_REGIONS,
+    GRADIENTS,
+    REGIONS,
+    SECOND_DERIVATIVES,
+    SIGMOID_REGIONS,
+    SOFT,
+    TOLERANCES,
+)
 from .reports import ConformanceReport
 
 __all__ = ["check_sigmoid_focal_loss", "check_softmax_focal_loss", "Adapter"]
@@ -85,12 +95,19 @@ def _check_class_alphas(
     return tuple(result)
 
 
-def _normalize_regions(regions: Iterable[str] | None, skip: Iterable[str] | None) -> tuple[str, ...]:
+def _normalize_regions(
+    regions: Iterable[str] | None, skip: Iterable[str] | None, known: tuple[str, ...] = ALL_REGIONS
+) -> tuple[str, ...]:
     chosen = REGIONS if regions is None else tuple(regions)
     skipped = tuple(skip or ())
-    unknown = [r for r in (*chosen, *skipped) if r not in ALL_REGIONS]
+    unknown = [r for r in (*chosen, *skipped) if r not in known]
     if unknown:
-        raise ValueError(f"unknown region(s) {unknown}; regions are {ALL_REGIONS}")
+        hint = (
+            "; the argument regions are the sigmoid check's only"
+            if set(unknown) & set(ARGUMENT_REGIONS)
+            else ""
+        )
+        raise ValueError(f"unknown region(s) {unknown}; regions are {known}{hint}")
     return tuple(r for r in chosen if r not in skipped)
 
 
@@ -127,7 +144,7 @@ def _report(
     kind: str,
     fw: Framework,
     dtype: str,
-    battery: bat.Battery,
+    battery: dict[str, list[Any]],
     chosen: tuple[str, ...],
     run_case: Any,
 ) -> ConformanceReport:
@@ -173,7 +190,11 @@ def check_sigmoid_focal_loss(
             derivative regions use 0, 1 and 2 from this list where present (all of it otherwise), and the
             gamma < 1 region uses 0.25 and 0.5 by default, or the values of a user list below 1.
         regions: run only these regions (default :data:`~focal_ref.testing.REGIONS`); add
-            ``"second derivatives"`` to check d^2 FL / dx^2 through the framework's autodiff.
+            ``"second derivatives"`` to check d^2 FL / dx^2 through the framework's autodiff, and
+            :data:`~focal_ref.testing.ARGUMENT_REGIONS` (``"weight"``, ``"pos_weight"``,
+            ``"ignore_index"``) to check those keyword arguments, each reduction and the gradient
+            (:mod:`focal_ref.testing.arguments`; ``fn`` or ``adapter`` then also receives ``reduction``
+            and the argument as keywords).
         skip: leave these regions out (for example ``skip=("soft labels",)`` for a hard-label loss).
         name: the name shown in the report (default: the callable's qualified name).
         seed: seed of the random part of the battery.
@@ -190,12 +211,28 @@ def check_sigmoid_focal_loss(
         True
     """
     fw, dtype_ = setup(framework, dtype)
-    chosen = _normalize_regions(regions, skip)
+    chosen = _normalize_regions(regions, skip, SIGMOID_REGIONS)
     alpha_values, gamma_values = _check_binary_alphas(alphas), _check_gammas(gammas)
-    battery = bat.sigmoid_battery(seed, alpha_values, gamma_values, soft=SOFT in chosen)
+    battery: dict[str, list[Any]] = dict(
+        bat.sigmoid_battery(seed, alpha_values, gamma_values, soft=SOFT in chosen)
+    )
+    if set(chosen) & set(ARGUMENT_REGIONS):
+        battery.update(args.argument_battery(seed, alpha_values, gamma_values, dtype_))
     floor = TOLERANCES[dtype_][2]
 
-    def run_case(tally: Tally, case: bat.Case, region: str) -> None:
+    def run_case(tally: Tally, case: Any, region: str) -> None:
+        if region in ARGUMENT_REGIONS:
+            target = fn if adapter is None else adapter
+
+            def call_with(logits: Any, targets: Any, **kwargs: Any) -> Any:
+                return (
+                    fn(logits, targets, **kwargs)
+                    if adapter is None
+                    else adapter(fn, logits, targets, **kwargs)
+                )
+
+            args.run_argument_case(tally, case, call_with, target, fw, dtype_, floor)
+            return
         x, y, alpha, gamma = case
         xt, yt = fw.floats(x, dtype_), fw.floats(y, dtype_)
         xs, ys = fw.to_numpy(xt), fw.to_numpy(yt)  # the inputs as the framework holds them

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from .battery import Battery, Case
 from .frameworks import CheckFailure
-from .regions import ALL_REGIONS, region_tolerance
+from .regions import REGIONS, SIGMOID_REGIONS, region_tolerance
 from .reports import RegionResult
 
 __all__ = ["Tally", "run_regions", "describe_exception", "num", "alpha_text"]
@@ -96,11 +95,23 @@ class Tally:
     nonfinite: int = 0
     nonfinite_note: str = ""
     error_note: str = ""
+    not_run: dict[str, int] = field(default_factory=dict)
 
     def failure(self, note: str) -> None:
         """Record the first failure of the region (later ones are dropped)."""
         if not self.error_note:
             self.error_note = note
+
+    def skip(self, reason: str) -> None:
+        """Record a case (or a part of one) left out, and why (``"does not accept weight"``).
+
+        The row says so: ``"skipped"`` with the reasons when nothing was compared, and the reasons after the
+        verdict otherwise, so a loss that cannot take an argument is never reported as passing it silently.
+        """
+        self.not_run[reason] = self.not_run.get(reason, 0) + 1
+
+    def _not_run_note(self) -> str:
+        return "; ".join(f"not run ({n}x): {reason}" for reason, n in self.not_run.items())
 
     def compare(
         self,
@@ -144,21 +155,25 @@ class Tally:
 
     def result(self, region: str) -> RegionResult:
         """The region's row of the report."""
+        extra = self._not_run_note()
         if self.error_note:
-            return RegionResult(region, self.cases, math.inf, self.rtol, "FAIL", self.error_note, "error")
+            note = "; ".join(n for n in (self.error_note, extra) if n)
+            return RegionResult(region, self.cases, math.inf, self.rtol, "FAIL", note, "error")
         if self.nonfinite:
-            note = f"{self.nonfinite} non-finite: {self.nonfinite_note}"
+            note = "; ".join(n for n in (f"{self.nonfinite} non-finite: {self.nonfinite_note}", extra) if n)
             return RegionResult(region, self.cases, math.inf, self.rtol, "FAIL", note, "non-finite")
+        if not self.cases and self.not_run:
+            return RegionResult(region, 0, math.nan, math.nan, "skipped", "; ".join(self.not_run))
         status = "pass" if self.worst <= self.rtol else "FAIL"
-        note = "" if status == "pass" else self.worst_note
+        note = "; ".join(n for n in ("" if status == "pass" else self.worst_note, extra) if n)
         return RegionResult(region, self.cases, self.worst, self.rtol, status, note)
 
 
-RunCase = Callable[[Tally, Case, str], None]
+RunCase = Callable[[Tally, Any, str], None]
 
 
 def run_regions(
-    battery: Battery,
+    battery: Mapping[str, Sequence[Any]],
     regions: Iterable[str],
     dtype: str,
     run_case: RunCase,
@@ -178,7 +193,7 @@ def run_regions(
         skipped_notes: ``{region: why}`` for regions that cannot run here.
 
     Returns:
-        The rows, in the order of :data:`~focal_ref.testing.ALL_REGIONS`.
+        The rows, in the order of :data:`~focal_ref.testing.regions.SIGMOID_REGIONS`.
 
     Example:
         >>> def run_case(tally, case, region):
@@ -187,11 +202,9 @@ def run_regions(
         >>> [r.short for r in rows]
         ['pass 0.0e+00', 'skipped', 'skipped', 'skipped', 'skipped']
     """
-    from .regions import REGIONS
-
     chosen = tuple(regions)
     rows = []
-    for region in ALL_REGIONS:
+    for region in SIGMOID_REGIONS:
         if region not in chosen:
             if region in REGIONS:
                 rows.append(RegionResult(region, 0, math.nan, math.nan, "skipped", "not requested"))

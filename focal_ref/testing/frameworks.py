@@ -16,7 +16,7 @@ import numpy as np
 
 from .regions import dtype_name
 
-__all__ = ["CheckFailure", "Framework", "make_framework", "setup"]
+__all__ = ["CheckFailure", "NotSupported", "Framework", "make_framework", "setup"]
 
 
 class CheckFailure(Exception):
@@ -27,6 +27,15 @@ class CheckFailure(Exception):
         Traceback (most recent call last):
         ...
         focal_ref.testing.frameworks.CheckFailure: returned complex values (complex128); a result must be real
+    """
+
+
+class NotSupported(Exception):
+    """Raised by an adapter for a case its library cannot express: the case is skipped, with this message.
+
+    Example:
+        >>> str(NotSupported("kornia's weight is per class, shape (C,)"))
+        "kornia's weight is per class, shape (C,)"
     """
 
 
