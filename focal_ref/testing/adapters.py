@@ -211,18 +211,56 @@ def keras_categorical_focal_crossentropy(
     return cls(alpha=weights, gamma=gamma, from_logits=True, reduction=None)(y_true, logits)
 
 
-def kornia_binary(fn: Any, logits: Any, targets: Any, *, alpha: Any, gamma: float) -> Any:
-    """Adapter for ``kornia.losses.binary_focal_loss_with_logits``: kornia wants ``(B, C, *)``; one channel.
+def _per_class(value: Any, logits: Any, name: str) -> Any:
+    """kornia's ``weight`` / ``pos_weight``: a ``(C,)`` tensor; a number becomes C copies of itself."""
+    import torch
+
+    from .frameworks import NotSupported
+
+    c = logits.shape[1]
+    if not isinstance(value, torch.Tensor):
+        return torch.full((c,), float(value), dtype=logits.dtype)
+    if tuple(value.shape) != (c,):
+        raise NotSupported(f"kornia's {name} is per class: shape (C,) only, not {tuple(value.shape)}")
+    return value
+
+
+def kornia_binary(
+    fn: Any,
+    logits: Any,
+    targets: Any,
+    *,
+    alpha: Any,
+    gamma: float,
+    reduction: str | None = None,
+    weight: Any = None,
+    pos_weight: Any = None,
+    ignore_index: float | None = None,
+) -> Any:
+    """Adapter for ``kornia.losses.binary_focal_loss_with_logits``: kornia wants ``(B, C, *)``.
+
+    ``(N,)`` inputs become one channel ``(N, 1)``; the argument regions' ``(N, C)`` inputs pass as they are.
+    The keywords map one to one where kornia has them: ``reduction``, ``ignore_index`` (given only when
+    the case has one; kornia's own default is -100), ``weight`` and ``pos_weight`` as kornia's per-class
+    ``(C,)`` vectors (a number becomes C copies). A per-element or per-sample weight or pos_weight raises
+    :class:`~focal_ref.testing.frameworks.NotSupported`: the checker skips that case with the message.
 
     Args:
         fn: the kornia function.
-        logits: ``(N,)`` logits.
-        targets: ``(N,)`` targets.
+        logits: ``(N,)`` or ``(N, C)`` logits.
+        targets: targets of the same shape.
         alpha: the case's alpha.
         gamma: the case's gamma.
+        reduction: None (kornia's default ``"none"``), or ``"none"``, ``"sum"``, ``"mean"``.
+        weight: None, a number or a ``(C,)`` tensor.
+        pos_weight: None, a number or a ``(C,)`` tensor.
+        ignore_index: None or the ignored target value.
 
     Returns:
-        The ``(N,)`` elementwise loss (``reduction="none"``, kornia's default).
+        The elementwise loss of the shape of ``logits`` (reduction ``"none"``), or kornia's reduced value.
+
+    Raises:
+        NotSupported: for a weight or pos_weight kornia cannot express.
 
     Example:
         >>> import torch
@@ -231,7 +269,19 @@ def kornia_binary(fn: Any, logits: Any, targets: Any, *, alpha: Any, gamma: floa
         >>> kornia_binary(channels, torch.zeros(3), torch.ones(3), alpha=0.25, gamma=2.0).tolist()
         [1.0, 1.0, 1.0]
     """
-    return fn(logits[:, None], targets[:, None], alpha=alpha, gamma=gamma)[:, 0]
+    one_channel = len(logits.shape) == 1
+    x, y = (logits[:, None], targets[:, None]) if one_channel else (logits, targets)
+    kwargs: dict[str, Any] = {}
+    if reduction is not None:
+        kwargs["reduction"] = reduction
+    if ignore_index is not None:
+        kwargs["ignore_index"] = ignore_index
+    if weight is not None:
+        kwargs["weight"] = _per_class(weight, x, "weight")
+    if pos_weight is not None:
+        kwargs["pos_weight"] = _per_class(pos_weight, x, "pos_weight")
+    out = fn(x, y, alpha=alpha, gamma=gamma, **kwargs)
+    return out[:, 0] if one_channel and reduction in (None, "none") else out
 
 
 def kornia_softmax(fn: Any, logits: Any, targets: Any, *, alpha: Any, gamma: float) -> Any:

@@ -240,7 +240,7 @@ def _describe(
         for name in ("weight", "pos_weight"):
             if name in kw:
                 parts.append(f"{name}={num(np.broadcast_to(kw[name], xs.shape).flat[i])}")
-        return f"{head}, element {np.unravel_index(i, xs.shape)}: " + ", ".join(parts)
+        return f"{head}, element {tuple(int(k) for k in np.unravel_index(i, xs.shape))}: " + ", ".join(parts)
 
     return describe
 
