@@ -1,6 +1,8 @@
 """Run the tiny detector's experiments and write their records with provenance to book/tuning/results/.
 
 python scripts/run_detection_experiments.py wins --seeds 0 1 --jobs 2
+python scripts/run_detection_experiments.py wins --settings dense_sparsest --bands on --seeds 0 1 2 \
+    --out book/tuning/results/detection_wins_extra.json
 python scripts/run_detection_experiments.py grid --seeds 0 1 --jobs 2
 python scripts/run_detection_experiments.py baselines --seeds 0 1 --jobs 2
 python scripts/run_detection_experiments.py calibration --seeds 0 1 --jobs 2
@@ -22,11 +24,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--settings", nargs="+", default=list(sweeps.WINS_SETTINGS))
+    parser.add_argument(
+        "--bands", choices=["both", "on", "off"], default="both", help="wins: with/without the ignore band"
+    )
     parser.add_argument("--steps", type=int, nargs="+", default=[900], help="length: training steps")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.experiment == "wins":
-        items = sweeps.wins_configs(args.seeds, args.settings)
+        bands = {"both": (True, False), "on": (True,), "off": (False,)}[args.bands]
+        items = sweeps.wins_configs(args.seeds, args.settings, bands)
     elif args.experiment == "length":
         items = sweeps.length_configs(args.seeds, args.settings[-1], args.steps)
     elif args.experiment == "baselines":

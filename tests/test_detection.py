@@ -302,3 +302,76 @@ def test_ohem_and_class_weighting_runs_train():
     ):
         result = train_detector(variant)
         assert np.isfinite(result["final_loss"]) and 0.0 <= result["AP"] <= 1.0
+
+
+# --- the "where FL wins" experiment --------------------------------------------------------------------
+
+
+def _neg_per_pos(setting: str, n: int, seed: int = 0) -> float:
+    from focal_ref.detection import sweeps
+    from focal_ref.detection.train import anchor_stats, label_scenes
+
+    scenes, anchors = sweeps.SETTINGS[setting]
+    scenes_n = make_scenes(n, "train", seed, scenes)
+    labels, _ = label_scenes(scenes_n, make_anchors(scenes.canvas, anchors), True)
+    return anchor_stats(labels)["neg_per_pos"]
+
+
+def test_the_ladders_top_rung_is_near_one_to_ten_thousand_and_above_sparser():
+    top = _neg_per_pos("dense_sparsest", 768)
+    assert 5_000 < top < 20_000, top  # ~1:10,000, the issue's far end
+    assert top > 3 * _neg_per_pos("sparser", 256)
+
+
+def test_wins_configs_keep_the_stored_settings_and_add_the_top_rungs_run_length():
+    from focal_ref.detection import sweeps
+
+    for key, cfg in sweeps.wins_configs([0], sweeps.WINS_SETTINGS):  # the stored runs' configs, unchanged
+        scenes, anchors = sweeps.SETTINGS[key["setting"]]
+        base = DetectorConfig(scenes=scenes, anchors=anchors, ignore_band=key["ignore_band"])
+        assert cfg == base.replace(gamma=key["gamma"], alpha=key["alpha"])
+    top = sweeps.wins_configs([2], ["dense_sparsest"], (True,))
+    assert len(top) == len(sweeps.WINS_LOSSES)
+    assert all(c.n_train == 2048 and c.steps == 900 and c.anchors.strides == (2, 4, 8) for _, c in top)
+    assert all(k["ignore_band"] and k["seed"] == 2 for k, _ in top)
+    assert {k["ignore_band"] for k, _ in sweeps.wins_configs([0], ["one_object"], (True, False))} == {True}
+
+
+def _record(setting, seed, gamma, alpha, ap, band=True, steps=300):
+    key = {"setting": setting, "ignore_band": band, "gamma": gamma, "alpha": alpha, "seed": seed}
+    return {"key": key, "config": {"steps": steps}, "AP": ap, "neg_per_pos": 100.0 + seed}
+
+
+def test_wins_summary_pairs_seeds_against_the_alpha_best_on_the_mean():
+    from focal_ref.detection import sweeps
+
+    aps = {  # (gamma, alpha): AP on seeds 0, 1, 2
+        (2.0, 0.25): (0.30, 0.20, 0.25),
+        (2.0, 0.5): (0.10, 0.10, 0.10),
+        (0.0, 0.75): (0.40, 0.00, 0.05),  # mean .15, best seed 0 only
+        (0.0, 0.9): (0.20, 0.15, 0.16),  # mean .17: the best CE alpha
+    }
+    recs = [_record("s", seed, g, a, v[seed]) for (g, a), v in aps.items() for seed in range(3)]
+    (row,) = sweeps.wins_summary(recs)
+    assert row["best_ce_alpha"] == 0.9 and row["best_fl_alpha"] == 0.25 and row["seeds"] == [0, 1, 2]
+    np.testing.assert_allclose(row["gain_fl_025_by_seed"], [0.10, 0.05, 0.09])
+    np.testing.assert_allclose(row["gain_fl_025"], np.mean([0.10, 0.05, 0.09]))
+    np.testing.assert_allclose(row["gain_fl_025_sd"], np.std([0.10, 0.05, 0.09]))
+    assert row["neg_per_pos"] == 101.0 and row["steps"] == 300
+
+
+def test_load_wins_merges_the_files_present_and_refuses_a_run_stored_twice(tmp_path):
+    import json
+
+    from focal_ref.detection import sweeps
+
+    def write(name, recs):
+        (tmp_path / name).write_text(json.dumps({"provenance": {"wall_s": 1.0}, "records": recs}))
+
+    write("a.json", [_record("s", 0, 2.0, 0.25, 0.1)])
+    write("b.json", [_record("s", 1, 2.0, 0.25, 0.2)])
+    recs, prov = sweeps.load_wins(tmp_path, ["a.json", "missing.json", "b.json"])
+    assert [r["key"]["seed"] for r in recs] == [0, 1] and list(prov) == ["a.json", "b.json"]
+    write("c.json", [_record("s", 1, 2.0, 0.25, 0.3)])
+    with pytest.raises(ValueError, match="stored twice"):
+        sweeps.load_wins(tmp_path, ["a.json", "b.json", "c.json"])
