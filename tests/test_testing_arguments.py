@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import focal_ref
 from focal_ref.testing import REGIONS, SOFT, adapters, check_sigmoid_focal_loss, check_softmax_focal_loss
@@ -211,6 +213,23 @@ def test_each_fault_fails_only_where_its_argument_is_used():
     assert _check(pos_weight_on_whole_ce).failed_regions == (POS_WEIGHT, IGNORE_INDEX)
     leak = _check(gradient_leaks_at_ignored).row(IGNORE_INDEX)
     assert "reference 0" in leak.note and "gradient" in leak.note  # the value was right, the gradient not
+
+
+@settings(max_examples=5)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    alpha=st.sampled_from([None, 0.25, 0.9]),
+    gamma=st.sampled_from([0.0, 1.0, 2.0, 3.5]),
+)
+def test_every_seed_and_hyperparameter_passes_a_correct_loss_and_fails_a_fault(seed, alpha, gamma):
+    import focal_ref.torch as ft
+
+    kw = dict(seed=seed, alphas=(alpha,), gammas=(gamma,))
+    for fn in (good, ft.sigmoid_focal_loss):
+        report = _check(fn, **kw)
+        assert [report.row(r).status for r in ARGUMENT_REGIONS] == ["pass"] * 3, str(report)
+    assert _check(counts_ignored_in_mean, **kw).failed_regions == (IGNORE_INDEX,)
+    assert WEIGHT in _check(mean_over_weight_sum, **kw).failed_regions
 
 
 # ----------------------------------------------------------------------------------------------

@@ -39,6 +39,23 @@ Regions (each a row of the report):
   against the reference's (see :mod:`focal_ref.testing.battery`). A zero Hessian from a closed-form
   backward that autograd cannot differentiate, or a NaN at saturation, fails here.
 
+Argument regions of the sigmoid check (opt-in: ``regions=[*REGIONS, *ARGUMENT_REGIONS]``; the defaults, and
+so the peer audit, are unchanged), for the sigmoid family's keywords (:mod:`focal_ref.testing.arguments`):
+
+* ``weight`` -- per-element weights with zeros and a large value, as ``(N, C)``, ``(C,)`` and ``(N, 1)``;
+* ``pos_weight`` -- a number, per class ``(C,)`` with 0 and a large value, per element;
+* ``ignore_index`` -- ignored elements at saturated logits and at gamma < 1, whole ignored rows, every
+  element ignored (the mean is 0.0), ignore combined with ``weight`` and with ``pos_weight``.
+
+Each case is ``(N, C)`` logits with hard labels, called as ``fn(logits, targets, *, alpha, gamma,
+reduction=..., <argument>=...)`` for ``reduction`` "none", "sum" and "mean" (mean = sum / number of
+non-ignored elements, unweighted), and differentiated (elementwise loss), against the reference at the
+inputs and weights as the framework holds them, with the gradient tolerance. A callable (or adapter) that
+does not take the keyword is not called with it: the row is "skipped" with the note "does not accept
+weight"; one without ``reduction`` is checked elementwise only, and its note says so. An adapter raises
+:class:`~focal_ref.testing.frameworks.NotSupported` for a case its library cannot express (kornia's weight
+is per class only): that case is skipped with the message.
+
 Error measure: the inputs are first converted to the framework's tensors of ``dtype`` and read back, and
 the reference is evaluated at those rounded inputs, so only the implementation's own error counts. The
 error of a value is |got - want| / max(scale, floor) with the tolerance ``rtol`` below:
@@ -75,7 +92,8 @@ The package's modules: :mod:`~focal_ref.testing.regions` (region names, toleranc
 :mod:`~focal_ref.testing.reports` (reports and tables), :mod:`~focal_ref.testing.frameworks` (tensors and
 autodiff), :mod:`~focal_ref.testing.battery` (cases, reference values, error scales),
 :mod:`~focal_ref.testing.compare` (tallies, running regions), :mod:`~focal_ref.testing.checkers` (the two
-checks), :mod:`~focal_ref.testing.adapters` and :mod:`~focal_ref.testing.loader` (the command line's loader).
+checks), :mod:`~focal_ref.testing.arguments` (the argument regions), :mod:`~focal_ref.testing.adapters`
+and :mod:`~focal_ref.testing.loader` (the command line's loader).
 """
 
 from __future__ import annotations
@@ -92,18 +110,24 @@ from .adapters import (
     torch_per_example,
 )
 from .checkers import check_sigmoid_focal_loss, check_softmax_focal_loss
+from .frameworks import NotSupported
 from .loader import load_callable
 from .regions import (
     ALL_REGIONS,
+    ARGUMENT_REGIONS,
     GRADIENTS,
+    IGNORE_INDEX,
     LOW_GAMMA,
     MODERATE,
     OPTIONAL_REGIONS,
+    POS_WEIGHT,
     REGIONS,
     SATURATED,
     SECOND_DERIVATIVES,
+    SIGMOID_REGIONS,
     SOFT,
     TOLERANCES,
+    WEIGHT,
 )
 from .reports import (
     ConformanceReport,
@@ -125,6 +149,12 @@ __all__ = [
     "LOW_GAMMA",
     "GRADIENTS",
     "SECOND_DERIVATIVES",
+    "ARGUMENT_REGIONS",
+    "SIGMOID_REGIONS",
+    "WEIGHT",
+    "POS_WEIGHT",
+    "IGNORE_INDEX",
+    "NotSupported",
     "TOLERANCES",
     "RegionResult",
     "ConformanceReport",
