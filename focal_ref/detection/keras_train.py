@@ -85,6 +85,11 @@ def train_keras_detector(
     Raises:
         ValueError: another ``init``, a Keras backend outside :data:`BACKENDS`, or a config with OHEM or
             class weights, before anything is trained.
+
+    Example:
+        >>> r = train_keras_detector(DetectorConfig(steps=2, n_train=16, n_test=4))
+        >>> sorted(k for k in r if k.startswith("AP")), r["model"].name
+        (['AP', 'AP50', 'AP75'], 'keras_tiny_retinanet')
     """
     import keras
 
@@ -152,7 +157,8 @@ def _step_fn(backend: str, model: Any, opt: Any, config: DetectorConfig) -> tupl
     weights = model.trainable_variables
 
     def total(outputs: Any, lab: Any, tgt: Any) -> Any:
-        cls, box, _ = keras_retinanet_loss(*outputs, lab, tgt, alpha=config.alpha, gamma=config.gamma)
+        logits, deltas = outputs
+        cls, box, _ = keras_retinanet_loss(logits, deltas, lab, tgt, alpha=config.alpha, gamma=config.gamma)
         return cls + box
 
     def nothing() -> None:
