@@ -51,6 +51,7 @@ shape) is met only in a cold process: index targets at C = 19, probability targe
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +59,7 @@ import torch
 
 from . import _torch_hessian as _h
 from . import _torch_kernels as _k
+from . import _torch_softmax as _s
 
 # Elements per block for the elementwise kernels on CPU: a block's ~5 float32 temporaries (5 MiB) stay
 # in cache. On the project's 2-core machine (1 MiB L2 per core, 32 MiB L3) forward+backward at 4M and
@@ -77,6 +79,10 @@ class Spec:
     comes back as its 0-d sum (accumulated in float64), so that backward scales D by a 0-d gradient.
     ``keep_grad``: keep D (else recompute it). ``scale`` (softmax index targets, with ``summed``): the
     loss and D come back times it (the mean's 1/N, folded into a per-sample factor: no extra pass).
+    ``mean_of`` (with ``summed``; the other paths' mean): the loss comes back as its sum / mean_of (the
+    same float64 division the caller would do) and D times 1/mean_of rounded to D's dtype (the value
+    backward would multiply by), so that the mean's backward gets an incoming gradient of 1 and returns
+    D itself: no multiply and no fresh tensor of the input's size.
     """
 
     family: str
@@ -90,6 +96,7 @@ class Spec:
     keep_grad: bool = True
     fused: bool = False
     scale: float = 1.0
+    mean_of: int = 0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -172,6 +179,13 @@ def _weighted_elementwise(spec: Spec, x, target, need_grad: bool, weight: Extra,
     return (_total(loss) if spec.summed else loss), d
 
 
+def mean_scale(spec: Spec, dtype: torch.dtype) -> float:
+    """1/mean_of as D's dtype rounds it (1.0 without a folded mean)."""
+    if not spec.mean_of:
+        return 1.0
+    return float(torch.tensor(1.0 / spec.mean_of, dtype=torch.float64).to(dtype))
+
+
 def first_order(
     spec: Spec,
     x: torch.Tensor,
@@ -180,25 +194,100 @@ def first_order(
     weight: Extra = None,
     pos_weight: Extra = None,
 ):
-    """(loss, D) of the family's kernel, x already in the compute dtype."""
+    """(loss, D) of the family's kernel, x already in the compute dtype; a folded mean (``mean_of``)."""
+    loss, d = _first_order(spec, x, target, need_grad, weight, pos_weight)
+    if spec.mean_of:
+        loss = loss / spec.mean_of
+    return loss, d
+
+
+def _first_order(spec: Spec, x, target, need_grad: bool, weight: Extra, pos_weight: Extra):
     target = _as_values(spec, target, x)
     if spec.family in ELEMENTWISE:
         if weight is not None or pos_weight is not None:
             return _weighted_elementwise(spec, x, target, need_grad, weight, pos_weight)
-        return in_cpu_blocks(
-            _elementwise_kernel(spec), x, target, need_grad, spec.summed, blocks=not spec.fused
-        )
+        kernel = _elementwise_kernel(spec)
+        if spec.mean_of and need_grad:
+            scale, inner = mean_scale(spec, x.dtype), kernel
+
+            def kernel(xb, yb, ng):  # D scaled block by block, while the block is in cache
+                lb, db = inner(xb, yb, ng)
+                return lb, (None if db is None else db.mul_(scale))
+
+        return in_cpu_blocks(kernel, x, target, need_grad, spec.summed, blocks=not spec.fused)
     if spec.family == "softmax":
-        if spec.kind == "indices":
-            loss, d = _k.softmax_index_kernel(
-                x, target, spec.alpha, spec.ignore_index, spec.gamma, spec.dim, need_grad, spec.scale
-            )
-        else:
-            loss, d = _k.softmax_prob_kernel(x, target, spec.alpha, spec.gamma, spec.dim, need_grad)
-    else:
-        w = _k.dense_weights(target, spec.kind, spec.alpha, spec.ignore_index, x, spec.dim)
-        loss, d = _k.categorical_kernel(x, w, spec.gamma, spec.dim, need_grad)
+
+        def kernel(xb, tb, ng):
+            if spec.kind == "indices":
+                lb, db = _s.softmax_index_kernel(
+                    xb, tb, spec.alpha, spec.ignore_index, spec.gamma, 1, ng, spec.scale
+                )
+            else:
+                lb, db = _s.softmax_prob_kernel(xb, tb, spec.alpha, spec.gamma, 1, ng)
+            return lb, (db.mul_(mean_scale(spec, db.dtype)) if spec.mean_of and db is not None else db)
+
+        # blocks pay for the probability kernel (~20 passes) and two classes (half of them per sample);
+        # the index kernel's few passes over C > 2 classes run fastest in one call (measured: 1.2-1.5x
+        # slower in blocks, from the blocks' copy into the gradient and their per-call overhead)
+        index = spec.kind == "indices"
+        blocks = not index or x.shape[spec.dim] == 2
+        return in_sample_blocks(kernel, x, target, spec.dim, index, need_grad, spec.summed, blocks)
+    w = _s.dense_weights(target, spec.kind, spec.alpha, spec.ignore_index, x, spec.dim)
+    loss, d = _s.categorical_kernel(x, w, spec.gamma, spec.dim, need_grad)
+    if spec.mean_of and d is not None:
+        d = d.mul_(mean_scale(spec, d.dtype))
     return (_total(loss) if spec.summed else loss), d
+
+
+def in_sample_blocks(
+    kernel, x, target, dim: int, indices: bool, need_grad: bool, summed: bool, blocks: bool = True
+):
+    """``kernel(x3, t, need_grad)`` -> (loss, D) of a per-sample loss, over cache-sized blocks on CPU.
+
+    The logits are viewed as (A, C, B) (A: the axes before the class axis, B: those after), and the
+    kernel runs on blocks of about :data:`CPU_BLOCK` elements: whole rows of A where a row fits, else
+    chunks of B within one row. Why: as for :func:`in_cpu_blocks`; a per-sample kernel is ~10-20 passes,
+    half of them over per-sample tensors, and over a block every pass stays in cache and no fresh
+    temporary is faulted in. Each sample's values are those of one call (the kernels are per sample);
+    only the exponentials' shift may be taken per block (:func:`focal_ref._torch_softmax._exp_shift`).
+    The class axis is 1 inside the kernel.
+    """
+    n, classes = x.numel(), x.shape[dim]
+    a, b = math.prod(x.shape[:dim]), math.prod(x.shape[dim + 1 :])
+    blocked = (
+        blocks
+        and x.device.type == "cpu"
+        and n > 2 * CPU_BLOCK
+        and x.is_contiguous()
+        and target.is_contiguous()
+        and not _k.wrapped(x)
+        and not torch.compiler.is_compiling()
+    )
+    x3 = x.reshape(a, classes, b)
+    t3 = target.reshape(a, b) if indices else target.reshape(a, classes, b)
+    if not blocked:
+        loss, d = kernel(x3, t3, need_grad)
+        loss = loss.reshape(x.shape[:dim] + x.shape[dim + 1 :])
+        return (_total(loss) if summed else loss), (None if d is None else d.view(x.shape))
+    rows = CPU_BLOCK // max(classes * b, 1)
+    if rows >= 1:
+        spans = [(slice(i, i + rows), slice(None)) for i in range(0, a, rows)]
+    else:
+        cols = max(CPU_BLOCK // classes, 1)
+        spans = [(slice(i, i + 1), slice(j, j + cols)) for i in range(a) for j in range(0, b, cols)]
+    loss_buffer = x.new_empty(0) if summed else x.new_empty(a, b)
+    grad_buffer = torch.empty_like(x3) if need_grad else x.new_empty(0)
+    sums = []
+    for ra, rb in spans:
+        lb, db = kernel(x3[ra, :, rb], t3[ra, rb] if indices else t3[ra, :, rb], need_grad)
+        if summed:
+            sums.append(_total(lb))
+        else:
+            loss_buffer[ra, rb] = lb
+        if need_grad:
+            grad_buffer[ra, :, rb] = db
+    loss = torch.stack(sums).sum() if summed else loss_buffer.view(x.shape[:dim] + x.shape[dim + 1 :])
+    return loss, (grad_buffer.view(x.shape) if need_grad else None)
 
 
 def hessian_times(
@@ -209,7 +298,14 @@ def hessian_times(
     weight: Extra = None,
     pos_weight: Extra = None,
 ) -> torch.Tensor:
-    """The Hessian of the (per-element or per-sample) loss at x times v; x, v in the compute dtype."""
+    """The Hessian of the (per-element or per-sample) loss at x times v; x, v in the compute dtype;
+    times the mean's 1/N where it is folded into the loss (``spec.scale``, ``spec.mean_of``)."""
+    hv = _hessian_times(spec, x, target, v, weight, pos_weight)
+    factor = spec.scale * mean_scale(spec, hv.dtype)
+    return hv if factor == 1.0 else hv * factor
+
+
+def _hessian_times(spec: Spec, x, target, v, weight: Extra, pos_weight: Extra) -> torch.Tensor:
     target = _as_values(spec, target, x)
     if spec.family == "sigmoid":
         pw = None if pos_weight is None else pos_weight.to(x.dtype)
@@ -221,11 +317,9 @@ def hessian_times(
         return hess * v if weight is None else _k.weighted(hess, weight.to(x.dtype)) * v
     if spec.family == "star":
         return _h.star_hess(x, target, spec.alpha, spec.gamma, spec.beta) * v
-    w = _k.dense_weights(target, spec.kind, spec.alpha, spec.ignore_index, x, spec.dim)
+    w = _s.dense_weights(target, spec.kind, spec.alpha, spec.ignore_index, x, spec.dim)
     if spec.family == "softmax":
-        hv = _h.softmax_hvp(x, w, spec.gamma, spec.dim, v)
-        # the mean's 1/N folded into the loss and D (spec.scale) belongs in the Hessian too
-        return hv if spec.scale == 1.0 else hv * spec.scale
+        return _h.softmax_hvp(x, w, spec.gamma, spec.dim, v)
     return _h.categorical_hess(x, w, spec.gamma) * v
 
 
@@ -250,6 +344,11 @@ def _derivative(spec: Spec, x, target, d, weight: Extra = None, pos_weight: Extr
         return first_order(spec, x.detach().to(_k.compute_dtype(x.dtype)), target, True, weight, pos_weight)[
             1
         ]
+
+
+def _is_one(g: torch.Tensor) -> bool:
+    """A 0-d CPU gradient equal to 1 (read on CPU only: on CUDA it would synchronise)."""
+    return g.ndim == 0 and g.device.type == "cpu" and not _k.wrapped(g) and bool(g == 1)
 
 
 def wants_derivative(x: torch.Tensor) -> bool:
@@ -292,6 +391,10 @@ class _Focal(torch.autograd.Function):
         d = _derivative(spec, x, target, d, weight, pos_weight)
         if torch.is_grad_enabled():  # create_graph, or a torch.func transform: stay differentiable
             grad = _FocalBackward.apply(x, target, weight, pos_weight, grad_loss, d, spec)
+        elif d.dtype == x.dtype and _is_one(grad_loss):
+            # loss.backward() of a mean or sum: D is the gradient. Handed over as it is (autograd copies
+            # it only where the graph is retained and D still saved): no multiply, no fresh tensor.
+            grad = d
         else:
             grad = (_expand(spec, grad_loss.to(d.dtype)) * d).to(x.dtype)
         return grad, None, None, None, None, None

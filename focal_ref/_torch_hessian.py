@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from ._torch_kernels import binary_alpha_t, focal_h, log_softmax_parts, others_sum, power
+from ._torch_kernels import binary_alpha_t, power
+from ._torch_softmax import focal_h, log_softmax_parts, others_sum
 
 
 def sigmoid_hess(

@@ -63,11 +63,9 @@ def _elementwise(
     family: str, x: torch.Tensor, y: torch.Tensor, reduction: str, **params: Any
 ) -> torch.Tensor:
     """An elementwise loss through the autograd Function, reduced, in the input's dtype."""
-    spec = _ag.Spec(family, summed=reduction != "none", **params)
-    loss = _ag.apply(x, y, spec)
-    if reduction == "mean":
-        loss = loss / max(x.numel(), 1)
-    return loss.to(x.dtype)
+    mean_of = max(x.numel(), 1) if reduction == "mean" else 0  # the mean taken inside the Function
+    spec = _ag.Spec(family, summed=reduction != "none", mean_of=mean_of, **params)
+    return _ag.apply(x, y, spec).to(x.dtype)
 
 
 def _weighted(
@@ -89,10 +87,12 @@ def _per_sample(x: torch.Tensor, target: torch.Tensor, reduction: str, keep, **p
         reduction == "mean" and keep is None and params["kind"] == "indices" and params["family"] == "softmax"
     )
     scale = 1.0 / max(samples, 1) if folded else 1.0
-    loss = _ag.apply(x, target, _ag.Spec(summed=reduction != "none", scale=scale, **params))
-    if reduction == "mean" and not folded:
-        count = max(samples, 1) if keep is None else keep.sum().clamp_min(1)
-        loss = loss / count  # 0 / 1 = 0 when every sample is ignored
+    # the other means without ignored samples are taken inside the Function (Spec.mean_of)
+    mean_of = max(samples, 1) if reduction == "mean" and keep is None and not folded else 0
+    spec = _ag.Spec(summed=reduction != "none", scale=scale, mean_of=mean_of, **params)
+    loss = _ag.apply(x, target, spec)
+    if reduction == "mean" and keep is not None:
+        loss = loss / keep.sum().clamp_min(1)  # 0 / 1 = 0 when every sample is ignored
     return loss.to(x.dtype)
 
 

@@ -1,7 +1,7 @@
 """The fast softmax index kernel's branches (issue 14), each against the float64 reference.
 
 The kernel takes exp(x) unshifted where the logits' range allows it and the row max otherwise
-(:func:`focal_ref._torch_kernels._exp_shift`); it takes log p_t from log1p(-u_t) near p_t = 1, from p_t in
+(:func:`focal_ref._torch_softmax._exp_shift`); it takes log p_t from log1p(-u_t) near p_t = 1, from p_t in
 between, and from the logits where p_t is subnormal. Each test puts rows in one of those branches.
 """
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import focal_ref as ref
-import focal_ref._torch_kernels as kern
+import focal_ref._torch_softmax as kern
 import focal_ref.torch as ft
 
 RTOL = {torch.float32: 2e-5, torch.float64: 1e-12}
@@ -87,3 +87,97 @@ def test_class_axis_not_first_nor_last():
     x = torch.randn(3, 4, 6, 5, generator=g) * 4
     index = torch.randint(0, 6, (3, 4, 5), generator=g)
     _check(x, index, 2.0, dim=2)
+
+
+# ----------------------------------------------------------------------------------------------
+# two classes: views and where instead of gather/scatter (index), functions of z = x_1 - x_0 (prob)
+
+
+def _two_class_inputs(dtype, spread: float, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.randn(40, 2, 3, generator=g, dtype=torch.float64) * spread).to(dtype)
+    x[0, :, 0] = torch.tensor([7.0, 7.0])  # a tie
+    x[1, :, 0] = torch.tensor([0.0, 80.0 if dtype == torch.float32 else 700.0])  # saturated
+    index = torch.randint(0, 2, (40, 3), generator=g)
+    # soft targets: next to one-hot, next to 0.5, exactly one-hot
+    y1 = torch.rand(40, 1, 3, generator=g, dtype=torch.float64)
+    y1[:10] = 1 - 1e-7 * y1[:10]
+    y1[10:20] = 0.5 + 1e-6 * y1[10:20]
+    y1[20:25] = 1.0
+    y = torch.cat([1 - y1, y1], 1).to(dtype)
+    return x, index, y
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0, 5.0])
+@pytest.mark.parametrize("spread", [1.0, 30.0, 400.0])
+def test_two_class_index_kernel_matches_general_and_reference(dtype, gamma, spread):
+    x, index, _ = _two_class_inputs(dtype, spread)
+    for kwargs in ({}, {"alpha": (0.25, 0.75)}, {"ignore_index": -1}):
+        t = index.clone()
+        if kwargs.get("ignore_index") is not None:
+            t[::3] = -1
+        _check(x, t, gamma, **kwargs)
+        fast = kern.two_class_index_kernel(
+            x, t, kwargs.get("alpha"), kwargs.get("ignore_index"), gamma, 1, True
+        )
+        loss, k, f = kern.softmax_index_factored(
+            x, t, kwargs.get("alpha"), kwargs.get("ignore_index"), gamma, 1, True
+        )
+        # the same values: only the exponentials' loops (vectorized or not) may differ in the last bit
+        torch.testing.assert_close(fast[0], loss, rtol=4 * torch.finfo(dtype).eps, atol=0)
+        torch.testing.assert_close(fast[1], k.mul_(f), rtol=4 * torch.finfo(dtype).eps, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0, 5.0])
+@pytest.mark.parametrize("spread", [1.0, 30.0, 400.0])
+def test_two_class_prob_kernel_against_reference(dtype, gamma, spread):
+    x, _, y = _two_class_inputs(dtype, spread)
+    for alpha in (None, (0.0, 1.0), (0.25, 0.75)):
+        _check(x, y, gamma, alpha=alpha)
+    assert kern.two_class_prob_kernel(x, y, None, gamma, 1, True) is not None  # the fast path ran
+
+
+def test_two_class_prob_kernel_leaves_an_infinite_spread_to_the_general_kernel():
+    x = torch.tensor([[-3e38, 3e38], [0.0, 1.0]])
+    y = torch.tensor([[0.0, 1.0], [0.5, 0.5]])
+    assert kern.two_class_prob_kernel(x, y, None, 2.0, 1, True) is None
+    leaf = x.clone().requires_grad_(True)
+    loss = ft.softmax_focal_loss(leaf, y, gamma=2.0, reduction="sum")
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(leaf.grad).all()
+
+
+# ----------------------------------------------------------------------------------------------
+# the per-sample kernels over cache-sized blocks (CPU_BLOCK made small so that small inputs block)
+
+
+@pytest.mark.parametrize("block", [7, 40, 1000])
+@pytest.mark.parametrize(("shape", "dim"), [((6, 5, 4, 3), 1), ((30, 19), 1), ((4, 3, 2), 0), ((5, 2, 9), 2)])
+@pytest.mark.parametrize("kind", ["index", "prob"])
+def test_per_sample_blocks_match_one_call_and_reference(monkeypatch, block, shape, dim, kind):
+    import focal_ref._torch_autograd as ag
+
+    g = torch.Generator().manual_seed(block)
+    x = torch.randn(shape, generator=g, dtype=torch.float64) * 4
+    rest = shape[:dim] + shape[dim + 1 :]
+    if kind == "index":
+        target = torch.randint(0, shape[dim], rest, generator=g)
+        target.view(-1)[::5] = -1
+        kwargs = {"ignore_index": -1, "alpha": [(c + 1) / shape[dim] for c in range(shape[dim])]}
+    else:
+        target = torch.softmax(torch.randn(shape, generator=g, dtype=torch.float64), dim)
+        kwargs = {"alpha": None}
+    want = ref.softmax_focal_loss(x.numpy(), target.numpy(), gamma=1.5, axis=dim, **kwargs)
+    want_grad = ref.softmax_focal_loss_grad(x.numpy(), target.numpy(), gamma=1.5, axis=dim, **kwargs)
+    monkeypatch.setattr(ag, "CPU_BLOCK", block)
+    for reduction in ("none", "sum", "mean"):
+        leaf = x.clone().requires_grad_(True)
+        loss = ft.softmax_focal_loss(leaf, target, gamma=1.5, dim=dim, reduction=reduction, **kwargs)
+        loss.sum().backward()
+        kept = np.ones(rest, bool) if kind == "prob" else target.numpy() != -1
+        count = max(kept.sum(), 1) if reduction == "mean" else 1
+        expect = want if reduction == "none" else want.sum() / count
+        np.testing.assert_allclose(loss.detach().numpy(), expect, rtol=1e-12, atol=1e-300)
+        np.testing.assert_allclose(leaf.grad.numpy(), want_grad / count, rtol=1e-11, atol=1e-14)

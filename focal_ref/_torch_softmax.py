@@ -1,0 +1,356 @@
+"""Softmax and categorical kernels of :mod:`focal_ref.torch`: (loss, d loss / d input) per sample.
+
+The formulas are the reference's (:mod:`focal_ref._softmax`, :mod:`focal_ref._prob_grad`), written in
+torch ops; the math is that of Lin et al. 2017, https://arxiv.org/abs/1708.02002. Every kernel takes the
+logits already in their compute dtype (float64 or float32), the class axis ``dim`` and ``need_grad``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from ._torch_kernels import Pair, _into, class_view, class_weights, min_is, power, wrapped
+
+
+def first_argmax(values: torch.Tensor, dim: int) -> torch.Tensor:
+    """``values.argmax(dim, keepdim=True)`` (the first of tied maxima) from fast elementwise passes.
+
+    PyTorch's CPU argmax along an inner axis is slow (12 ms for (4, 19, 128, 128) along dim 1, where
+    ``amax`` takes 0.2 ms): here sign(v - max) + 1 marks the maxima with 1, times the ranks C, ..., 1
+    by position, and the max of that is the first maximum's rank. A row with a NaN (or all -inf) gets
+    class 0; its values are NaN anyway.
+    """
+    classes = values.shape[dim]
+    if values.device.type != "cpu" or classes >= 1 << 24 or wrapped(values):
+        return values.argmax(dim, keepdim=True)
+    rank = class_view(torch.arange(classes, 0, -1, dtype=values.dtype), values.ndim, dim)
+    marks = torch.sub(values, values.amax(dim, keepdim=True)).sign_().add_(1.0).mul_(rank)
+    first = marks.amax(dim, keepdim=True).neg_().add_(classes).nan_to_num_(0.0)
+    return first.clamp_(0, classes - 1).long()
+
+
+def log_softmax_parts(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p and u = 1 - p along ``dim``, accurate also for the dominant class as p -> 1.
+
+    With k the argmax and s = sum_{c != k} exp(x_c - x_k): log p_k = -log1p(s), 1 - p_k = s/(1+s);
+    x_k - logsumexp(x) would round to 0 long before log p_k underflows. The other classes have
+    p_c <= 1/2, so 1 - p_c = -expm1(log p_c) is accurate. A spread of logits beyond the dtype's range
+    gives log p_c = -inf (its rounded value) and p_c = 0.
+    """
+    k = first_argmax(x, dim)
+    shifted = x - x.gather(dim, k)
+    s = shifted.exp().scatter_(dim, k, 0.0).sum(dim, keepdim=True)
+    log_p = shifted.sub_(torch.log1p(s))  # at k: 0 - log1p(s)
+    u = torch.expm1(log_p).neg_().scatter_(dim, k, s / (1.0 + s))
+    return log_p, u
+
+
+def focal_h(p: torch.Tensor, log_p: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """h = -p log p / u in [0, 1], with its limit 1 where u = 0 and 0 where p underflowed to 0."""
+    if not min_is(log_p, -math.inf) and not min_is(u, 0.0):
+        return (p * log_p).div_(u).neg_()  # no log p = -inf, no u = 0: no guard needed
+    p_log_p = p * torch.where(p > 0, log_p, 0.0)
+    return torch.where(u > 0, -p_log_p / torch.where(u > 0, u, 1.0), 1.0)
+
+
+def index_weights(
+    index: torch.Tensor, alpha: Sequence[float] | None, ignore_index: int | None, like: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(safe index, alpha_t) for class-index targets: ignored samples get index 0 and weight 0."""
+    safe = index
+    keep = None
+    if ignore_index is not None:
+        keep = index != ignore_index
+        safe = torch.where(keep, index, 0)
+    weights = class_weights(alpha, like)
+    if weights is None:
+        alpha_t = torch.ones(safe.shape, dtype=like.dtype, device=like.device)
+    else:
+        alpha_t = weights[safe]
+    if keep is not None:
+        alpha_t = alpha_t * keep
+    return safe, alpha_t
+
+
+def dense_weights(
+    target: torch.Tensor, kind: str, alpha: Sequence[float] | None, ignore_index: int | None, like, dim: int
+) -> torch.Tensor:
+    """w_c = y_c alpha_c of the logits' shape, for index or probability targets."""
+    if kind == "indices":
+        safe, alpha_t = index_weights(target, alpha, ignore_index, like)
+        return torch.zeros_like(like).scatter_(dim, safe.unsqueeze(dim), alpha_t.unsqueeze(dim))
+    weights = class_weights(alpha, like)
+    return target if weights is None else target * class_view(weights, like.ndim, dim)
+
+
+def others_sum(values: torch.Tensor, dim: int, signed: bool = False) -> torch.Tensor:
+    """sum_{c != j} values_c for each j, without cancelling next to a one-hot row.
+
+    Not as sum - values_j: that cancels when one class holds nearly all of the sum (a soft target next
+    to one-hot). With k the entry of largest magnitude and rest the sum without it, the result is rest
+    at k and values_k + (rest - values_j) elsewhere (the reference's heaviest-class form; exact for
+    one-hot rows).
+    """
+    k = first_argmax(values.abs() if signed else values, dim)
+    top = values.gather(dim, k)
+    without_top = values.scatter(dim, k, 0.0)
+    rest = without_top.sum(dim, keepdim=True)
+    return _into(torch.sub, rest, values, out=without_top).add_(top).scatter_(dim, k, rest)
+
+
+def _exp_shift(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """A shift m for exp(x - m) along ``dim``: the 0-d zero where no sum of exponentials can overflow or
+    all of a row's underflow, read from the logits' range in one cheap pass (CPU only); else the row max.
+
+    With m = 0 the exponentials need no max over the class axis (a slow reduction for a small class
+    count) and no subtraction pass.
+    """
+    if x.device.type == "cpu" and x.numel() > 0 and not torch.compiler.is_compiling() and not wrapped(x):
+        info = torch.finfo(x.dtype)
+        bound = min(math.log(info.max) - math.log(max(x.shape[dim], 1)), -math.log(info.tiny)) - 2.0
+        low, high = torch.aminmax(x)
+        if -bound < float(low) and float(high) < bound:
+            return x.new_zeros(())
+    return x.amax(dim, keepdim=True)
+
+
+def softmax_index_factored(
+    x: torch.Tensor,
+    index: torch.Tensor,
+    alpha: Sequence[float] | None,
+    ignore_index: int | None,
+    gamma: float,
+    dim: int,
+    need_grad: bool,
+    scale: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """(loss, K, f) with dFL/dx = K * f: K of the logits' shape, f per sample (``dim`` kept, size 1).
+
+    FL = -alpha_t u_t^gamma log p_t; dFL/dx_j = wg_t p_j for j != t and -wg_t u_t at t, with
+    wg_t = alpha_t u_t^gamma (1 + gamma h_t), h_t = -p_t log p_t / u_t in [0, 1] (its limit 1 where
+    u_t = 0): the reference's g_c without 0^(gamma-1).
+
+    One exponential pass e = exp(x - m) (m = 0 where the logits' range allows, :func:`_exp_shift`), e_t
+    set to 0, and one sum: S = sum_{c != t} e_c, s = S + e_t, u_t = S / s (1 - p_t without
+    cancellation, as the reference's sum of the other classes), p_t = e_t / s; the rest per sample
+    (:func:`_index_terms`). K = e with K_t = -S, f = wg_t / s: the derivative is never multiplied out in
+    the forward pass; the backward's one pass makes it. ``scale`` multiplies the loss and f (the mean's
+    1/N).
+    """
+    t, alpha_t = _target_and_weight(index, alpha, ignore_index, x, dim)
+    shift = _exp_shift(x, dim)
+    e = torch.sub(x, shift).exp_() if shift.ndim else torch.exp(x)
+    e_t = e.gather(dim, t)
+    others = e.scatter_(dim, t, 0.0).sum(dim, keepdim=True)
+    loss, f = _index_terms(
+        lambda: x.gather(dim, t), shift, e_t, others, alpha_t, gamma, dim, need_grad, scale
+    )
+    if f is None:
+        return loss, None, None
+    return loss, e.scatter_(dim, t, others.neg()), f
+
+
+def _target_and_weight(index, alpha, ignore_index, x, dim) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(t, alpha_t), ``dim`` kept: ignored samples point at class 0 with weight 0; no weight: None."""
+    if alpha is None and ignore_index is None:
+        return index.unsqueeze(dim), None  # no per-sample weight: no tensor of ones
+    safe, alpha_t = index_weights(index, alpha, ignore_index, x)
+    return safe.unsqueeze(dim), alpha_t.unsqueeze(dim)
+
+
+def _index_terms(x_t, shift, e_t, others, alpha_t, gamma: float, dim: int, need_grad: bool, scale: float):
+    """(loss, f) per sample from e_t = exp(x_t - m) and S = the other classes' sum (``x_t()``: x_t).
+
+    log p_t = -log1p(S / e_t): accurate at both ends without a branch (near p_t = 1 log1p of a small
+    ratio; near p_t = 0 the log of a large one), except where e_t is subnormal or 0, where it comes
+    from the logits, (x_t - m) - log s. u_t = S / s is 1 - p_t without cancellation;
+    f = alpha_t u_t^gamma (1 + gamma h_t) / s.
+    """
+    total = others + e_t
+    u_t = others / total
+    p_t = e_t / total
+    minus_log_p_t = torch.div(others, e_t).log1p_()
+    tiny = torch.finfo(p_t.dtype).tiny
+    if min_is(e_t, tiny):  # e_t subnormal or 0: from the logits
+        exact = torch.log(total).sub_(x_t() - shift)
+        minus_log_p_t = torch.where(e_t < tiny, exact, minus_log_p_t)
+    weight = power(u_t, gamma)
+    if alpha_t is not None:
+        weight = alpha_t if weight is None else weight * alpha_t
+    if weight is None:
+        weight = torch.ones_like(u_t)
+    if scale != 1.0:
+        weight = weight * scale
+    loss = (weight * minus_log_p_t).squeeze(dim)
+    if not need_grad:
+        return loss, None
+    if gamma != 0.0:
+        weight = weight * focal_h(p_t, minus_log_p_t.neg(), u_t).mul_(gamma).add_(1.0)
+    return loss, weight.div_(total)
+
+
+def softmax_index_kernel(
+    x: torch.Tensor,
+    index: torch.Tensor,
+    alpha: Sequence[float] | None,
+    ignore_index: int | None,
+    gamma: float,
+    dim: int,
+    need_grad: bool,
+    scale: float = 1.0,
+) -> Pair:
+    """Class-index targets: (loss, dFL/dx) of :func:`softmax_index_factored`, multiplied out in place
+    (two classes: :func:`two_class_index_kernel`)."""
+    if x.shape[dim] == 2:
+        return two_class_index_kernel(x, index, alpha, ignore_index, gamma, dim, need_grad, scale)
+    loss, k, f = softmax_index_factored(x, index, alpha, ignore_index, gamma, dim, need_grad, scale)
+    return loss, (None if k is None or f is None else k.mul_(f))
+
+
+def two_class_index_kernel(
+    x: torch.Tensor,
+    index: torch.Tensor,
+    alpha: Sequence[float] | None,
+    ignore_index: int | None,
+    gamma: float,
+    dim: int,
+    need_grad: bool,
+    scale: float = 1.0,
+) -> Pair:
+    """:func:`softmax_index_factored` for C = 2, with the two classes as views and no gather or scatter.
+
+    The same values (S = e_o, the one other class), picked by ``where``: along a class axis of size 2,
+    PyTorch's CPU gather and scatter cost several elementwise passes each. dFL/dx_o = S f and
+    dFL/dx_t = -S f: one per-sample value, written once into the derivative.
+    """
+    t, alpha_t = _target_and_weight(index, alpha, ignore_index, x, dim)
+    # the choice of class as arithmetic on a 0/1 float (exact: lerp(a, b, 0) = a, lerp(a, b, 1) = b for
+    # finite a, b): torch.where on a random mask runs branchy and costs ~10 elementwise passes on CPU
+    is_1 = (t == 1).to(x.dtype)
+    x0, x1 = x.narrow(dim, 0, 1), x.narrow(dim, 1, 1)
+    shift = _exp_shift(x, dim)
+    e0, e1 = (torch.sub(v, shift).exp_() if shift.ndim else torch.exp(v) for v in (x0, x1))
+    e_t, others = torch.lerp(e0, e1, is_1), torch.lerp(e1, e0, is_1)
+    loss, f = _index_terms(
+        lambda: torch.where(is_1 > 0, x1, x0), shift, e_t, others, alpha_t, gamma, dim, need_grad, scale
+    )
+    if f is None:
+        return loss, None
+    d1 = others.mul_(f).mul_(is_1.mul_(-2.0).add_(1.0))  # dFL/dx_1: -S f where t = 1, else S f
+    return loss, _two_class_pair(d1, dim, x)
+
+
+def _two_class_pair(d1: torch.Tensor, dim: int, like: torch.Tensor) -> torch.Tensor:
+    """The derivative (-d1, d1) along ``dim``, written straight into one tensor of ``like``'s shape."""
+    if wrapped(d1) or torch.compiler.is_compiling():
+        return torch.cat([d1.neg(), d1], dim)
+    out = torch.empty_like(like, memory_format=torch.contiguous_format)
+    out.narrow(dim, 1, 1).copy_(d1)
+    torch.neg(d1, out=out.narrow(dim, 0, 1))
+    return out
+
+
+def softmax_prob_kernel(
+    x: torch.Tensor, y: torch.Tensor, alpha: Sequence[float] | None, gamma: float, dim: int, need_grad: bool
+) -> Pair:
+    """Probability targets, w_c = y_c alpha_c: the reference's softmax_focal_loss(_grad).
+
+    dFL/dx_j = p_j sum_{c != j} w_c g_c - w_j g_j u_j, g_c = u_c^gamma (1 + gamma h_c); the sum over
+    c != j in the heaviest-class form (:func:`others_sum`). Only classes with w_c > 0 enter the loss, so
+    a log p_c of -inf (logit spread beyond the dtype's range) on a zero-weight class gives no NaN.
+
+    The values of :func:`log_softmax_parts` and :func:`focal_h`, computed into few buffers: on CPU a
+    fresh tensor of the logits' size costs several times the arithmetic that fills it (its pages are
+    faulted in), so each buffer is reused once its value is dead.
+    """
+    if x.shape[dim] == 2:
+        pair = two_class_prob_kernel(x, y, alpha, gamma, dim, need_grad)
+        if pair is not None:
+            return pair
+    weights = class_weights(alpha, x)
+    w = y if weights is None else y * class_view(weights, x.ndim, dim)
+    k = first_argmax(x, dim)
+    log_p = torch.sub(x, x.gather(dim, k))
+    buf = torch.exp(log_p)
+    s = buf.scatter_(dim, k, 0.0).sum(dim, keepdim=True)
+    log_p.sub_(torch.log1p(s))  # at k: 0 - log1p(s)
+    u = _into(torch.expm1, log_p, out=buf).neg_().scatter_(dim, k, s / (1.0 + s))
+    if gamma == 0.0:
+        weight = w  # the caller's tensor: never written
+    elif gamma == 1.0:
+        weight = torch.mul(u, w)
+    else:
+        weight = u.pow(gamma) if gamma != 2.0 else u * u  # a fresh power
+        weight.mul_(w)
+    terms = torch.mul(weight, log_p)
+    if min_is(log_p, -math.inf):  # 0 * (-inf) on a zero-weight class whose log p overflowed
+        terms = torch.where(w > 0, terms, 0.0)
+    loss = terms.sum(dim).neg_().add_(0.0)
+    if not need_grad:
+        return loss, None
+    p = _into(torch.exp, log_p, out=terms)
+    if gamma != 0.0:
+        weight = weight.mul_(focal_h(p, log_p, u).mul_(gamma).add_(1.0))
+    rest = others_sum(weight, dim)
+    return loss, p.mul_(rest).sub_(weight.mul_(u) if gamma != 0.0 else weight * u)
+
+
+def two_class_prob_kernel(
+    x: torch.Tensor, y: torch.Tensor, alpha: Sequence[float] | None, gamma: float, dim: int, need_grad: bool
+) -> Pair | None:
+    """Probability targets for C = 2, as functions of z = x_1 - x_0 (``None``: use the general kernel).
+
+    p_1 = sigmoid(z), p_0 = sigmoid(-z), -log p_1 = softplus(-z), -log p_0 = softplus(z), so with
+    w_c = y_c alpha_c:
+
+        FL = w_1 p_0^gamma softplus(-z) + w_0 p_1^gamma softplus(z)
+        dFL/dz = w_0 p_1^gamma (p_1 + gamma p_0 softplus(z)) - w_1 p_0^gamma (p_0 + gamma p_1 softplus(-z))
+
+    and dFL/dx_1 = -dFL/dx_0 = dFL/dz: the general kernel's terms for one other class (no sum to cancel),
+    each factor accurate where it is small (softplus(+-z) = relu(+-z) + log1p(e^-|z|), p_c = sigmoid(+-z),
+    never 1 - p). z rounds once, as the general kernel's x - x_k does. Taken on CPU when every z is finite
+    (a spread beyond the dtype's range gives softplus = inf, which the general kernel masks by weight).
+    """
+    x0, x1 = x.narrow(dim, 0, 1), x.narrow(dim, 1, 1)
+    z = x1 - x0
+    if wrapped(z) or torch.compiler.is_compiling() or min_is(z.abs().neg_(), -math.inf):
+        return None  # min_is is True off the CPU: the general kernel there
+    y0, y1 = y.narrow(dim, 0, 1), y.narrow(dim, 1, 1)
+    if alpha is not None:
+        y0, y1 = y0 * alpha[0], y1 * alpha[1]
+    log1p_a = z.abs().neg_().exp_().log1p_()  # log1p(e^-|z|)
+    p1, p0 = torch.sigmoid(z), torch.sigmoid(-z)  # each accurate where it is small
+    sp1 = torch.relu(z).add_(log1p_a)  # softplus(z) = -log p_0
+    sp0 = torch.neg(z).relu_().add_(log1p_a)  # softplus(-z) = -log p_1
+    m1, m0 = power(p0, gamma), power(p1, gamma)  # the modulating factors of classes 1 and 0
+    w1 = y1 if m1 is None else y1 * m1
+    w0 = y0 if m0 is None else y0 * m0
+    loss = (w1 * sp0).add_(w0 * sp1).squeeze(dim)
+    if not need_grad:
+        return loss, None
+    d = torch.mul(p0, sp1).mul_(gamma).add_(p1).mul_(w0)
+    d.sub_(torch.mul(p1, sp0).mul_(gamma).add_(p0).mul_(w1))
+    return loss, _two_class_pair(d, dim, x)
+
+
+def categorical_kernel(p: torch.Tensor, w: torch.Tensor, gamma: float, dim: int, need_grad: bool) -> Pair:
+    """-sum_c w_c u_c^gamma log p_c of probabilities (not renormalised) and its derivative per entry.
+
+    d/dp_j = w_j u_j^gamma [gamma log p_j / u_j - 1/p_j], with log p / u -> -1 where u = 0 (p = 1);
+    the 1/p term divided last (finite at subnormal p where the weighted value is).
+    """
+    u = 1.0 - p
+    log_p = torch.where(w > 0, torch.log(torch.where(w > 0, p, 1.0)), 0.0)
+    u_gamma = power(u, gamma)
+    weight = w if u_gamma is None else w * u_gamma
+    loss = (weight * log_p).sum(dim).neg_().add_(0.0)
+    if not need_grad:
+        return loss, None
+    inv = torch.where(w > 0, weight / torch.where(w > 0, p, 1.0), 0.0)
+    if gamma == 0.0:
+        return loss, inv.neg_()
+    log_p_over_u = torch.where(u > 0, log_p / torch.where(u > 0, u, 1.0), -1.0)
+    return loss, torch.where(w > 0, gamma * weight * log_p_over_u, 0.0).sub_(inv)
