@@ -130,10 +130,8 @@ def _check(fn, **kwargs):
 
 
 def test_the_argument_regions_are_opt_in_and_sigmoid_only():
-    default = check_sigmoid_focal_loss(good, framework="torch", regions=[REGIONS[0]])
-    assert not set(ARGUMENT_REGIONS) & {
-        r.region for r in default.rows
-    }  # the peer audit's rows stay as they are
+    default = check_sigmoid_focal_loss(focal_ref.sigmoid_focal_loss)
+    assert [r.region for r in default.rows] == list(REGIONS)  # the peer audit's rows stay as they are
     with pytest.raises(ValueError, match="sigmoid check's only"):
         check_softmax_focal_loss(focal_ref.softmax_focal_loss, regions=[WEIGHT])
 
@@ -271,7 +269,7 @@ def test_a_loss_without_reduction_is_checked_elementwise_and_says_so():
 def test_accepts_reads_signatures():
     assert accepts(good, "weight") and accepts(forwards_kwargs, "pos_weight")
     assert accepts(no_keywords, "weight") is False
-    assert accepts(print, "weight") in (True, False, None)
+    assert accepts(max, "weight") is None  # no readable signature: the call decides
 
 
 # ----------------------------------------------------------------------------------------------
