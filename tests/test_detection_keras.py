@@ -193,6 +193,8 @@ def test_rejects_configs_it_does_not_run():
         train_keras_detector(_config(steps=1, ohem=3))
     with pytest.raises(ValueError, match="ohem"):
         train_keras_detector(_config(steps=1, class_weight="inverse_frequency"))
+    with pytest.raises(ValueError, match="num_pos"):
+        train_keras_detector(_config(steps=1, normalization="mean"))
 
 
 def test_rejects_another_keras_backend_before_building():

@@ -67,8 +67,8 @@ def train_keras_detector(
 ) -> dict:
     """Train the Keras detector from scratch with the recipe of ``config`` and measure it on the test scenes.
 
-    Supports the plain recipe (any ``alpha``, ``gamma``, ``prior``, ``ignore_band``); OHEM and class
-    weighting are PyTorch-only switches.
+    Supports the plain recipe (any ``alpha``, ``gamma``, ``prior``, ``ignore_band``, the ``num_pos``
+    normalization); OHEM, class weighting and the other normalizations are PyTorch-only switches.
 
     Args:
         config: the run, as for :func:`~focal_ref.detection.train.train_detector`.
@@ -83,8 +83,8 @@ def train_keras_detector(
         ``model`` (the trained ``keras.Model``; drop it before serializing).
 
     Raises:
-        ValueError: another ``init``, a Keras backend outside :data:`BACKENDS`, or a config with OHEM or
-            class weights, before anything is trained.
+        ValueError: another ``init``, a Keras backend outside :data:`BACKENDS`, or a config with OHEM,
+            class weights or another normalization, before anything is trained.
 
     Example:
         >>> r = train_keras_detector(DetectorConfig(steps=2, n_train=16, n_test=4))
@@ -100,6 +100,8 @@ def train_keras_detector(
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
     if config.ohem is not None or config.class_weight is not None:
         raise ValueError("train_keras_detector runs the plain recipe: ohem and class_weight must be None")
+    if config.normalization != "num_pos":
+        raise ValueError(f"train_keras_detector normalizes by num_pos, not {config.normalization!r}")
     start = time.perf_counter()
     set_determinism(config.seed)
     keras.utils.set_random_seed(config.seed)
