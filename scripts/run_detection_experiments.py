@@ -3,6 +3,7 @@
 python scripts/run_detection_experiments.py wins --seeds 0 1 --jobs 2
 python scripts/run_detection_experiments.py wins --settings dense_sparsest --bands on --seeds 0 1 2 \
     --out book/tuning/results/detection_wins_extra.json
+python scripts/run_detection_experiments.py threshold --settings dense_sparsest --seeds 0
 python scripts/run_detection_experiments.py grid --seeds 0 1 --jobs 2
 python scripts/run_detection_experiments.py baselines --seeds 0 1 --jobs 2
 python scripts/run_detection_experiments.py calibration --seeds 0 1 --jobs 2
@@ -20,7 +21,7 @@ RESULTS = Path(__file__).resolve().parent.parent / "book" / "tuning" / "results"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("experiment", choices=["wins", "grid", "length", "baselines", "calibration"])
+    parser.add_argument("experiment", choices=["wins", "grid", "length", "baselines", "calibration", "threshold"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--settings", nargs="+", default=list(sweeps.WINS_SETTINGS))
@@ -33,6 +34,12 @@ def main() -> None:
     if args.experiment == "wins":
         bands = {"both": (True, False), "on": (True,), "off": (False,)}[args.bands]
         items = sweeps.wins_configs(args.seeds, args.settings, bands)
+    elif args.experiment == "threshold":  # the top rung's FL and best CE, AP at two score thresholds
+        items = [
+            (k, c)
+            for k, c in sweeps.wins_configs(args.seeds, args.settings, (True,))
+            if (k["gamma"], k["alpha"]) in sweeps.THRESHOLD_LOSSES
+        ]
     elif args.experiment == "length":
         items = sweeps.length_configs(args.seeds, args.settings[-1], args.steps)
     elif args.experiment == "baselines":
@@ -43,7 +50,9 @@ def main() -> None:
         items = sweeps.grid_configs(args.seeds)
     new = args.experiment in ("baselines", "calibration")
     out = args.out or RESULTS / (f"{args.experiment}.json" if new else f"detection_{args.experiment}.json")
-    run_one = sweeps.run_calibration_one if args.experiment == "calibration" else None
+    run_one = {"calibration": sweeps.run_calibration_one, "threshold": sweeps.run_threshold_one}.get(
+        args.experiment
+    )
     try:
         from tqdm.auto import tqdm
 

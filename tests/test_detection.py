@@ -375,3 +375,16 @@ def test_load_wins_merges_the_files_present_and_refuses_a_run_stored_twice(tmp_p
     write("c.json", [_record("s", 1, 2.0, 0.25, 0.3)])
     with pytest.raises(ValueError, match="stored twice"):
         sweeps.load_wins(tmp_path, ["a.json", "b.json", "c.json"])
+
+
+def test_threshold_record_at_the_papers_threshold_is_the_training_runs_ap():
+    from focal_ref.detection import sweeps
+
+    key, cfg = sweeps.wins_configs([0], ["one_object"], (True,))[0]
+    rec = sweeps.run_threshold_one((key, cfg.replace(steps=40, n_train=64, n_test=30)))
+    at = rec["AP_at_threshold"]
+    assert set(at) == {str(t) for t in sweeps.THRESHOLDS}
+    assert at["0.05"]["AP"] == rec["AP"] and at["0.05"]["AP50"] == rec["AP50"]
+    assert at["0.001"]["AP50"] >= at["0.05"]["AP50"] - 1e-12  # more detections, never fewer recalled
+    q = rec["positive_score_quantiles"]
+    assert 0.0 < q[0] <= q[1] <= q[2] <= rec["max_score"] <= 1.0
