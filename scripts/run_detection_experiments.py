@@ -21,7 +21,8 @@ RESULTS = Path(__file__).resolve().parent.parent / "book" / "tuning" / "results"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("experiment", choices=["wins", "grid", "length", "baselines", "calibration", "threshold"])
+    experiments = ["wins", "grid", "length", "baselines", "calibration", "threshold"]
+    parser.add_argument("experiment", choices=experiments)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--settings", nargs="+", default=list(sweeps.WINS_SETTINGS))

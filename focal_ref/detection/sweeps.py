@@ -324,20 +324,18 @@ CALIBRATION_LOSSES: tuple[tuple[float, float], ...] = ((0.0, 0.75), (1.0, 0.25),
 """(gamma, alpha) of the calibration experiment: the best CE alpha of the grid, and FL at gamma 1, 2, 5."""
 
 
-def inverse_frequency_alpha(config: DetectorConfig) -> float:
-    """Negative anchors / (negative + positive anchors) of ``config``'s training scenes."""
+def _prepared(config: DetectorConfig) -> tuple:
+    """Training scenes, test scenes, anchors, training labels and box targets of ``config`` (cached)."""
     from focal_ref.detection import train
 
     test_seed = config.seed + 1000 if config.test_seed is None else config.test_seed
-    labels = train._prepare(
-        config.scenes,
-        config.anchors,
-        config.ignore_band,
-        config.seed,
-        config.n_train,
-        config.n_test,
-        test_seed,
-    )[3]
+    args = (config.ignore_band, config.seed, config.n_train, config.n_test, test_seed)
+    return train._prepare(config.scenes, config.anchors, *args)
+
+
+def inverse_frequency_alpha(config: DetectorConfig) -> float:
+    """Negative anchors / (negative + positive anchors) of ``config``'s training scenes."""
+    labels = _prepared(config)[3]
     n_pos, n_neg = int((labels >= 0).sum()), int((labels == -2).sum())
     return n_neg / (n_neg + n_pos)
 
@@ -369,16 +367,7 @@ def anchor_scores_on_test(config: DetectorConfig, model) -> tuple[np.ndarray, np
 
     from focal_ref.detection import train
 
-    test_seed = config.seed + 1000 if config.test_seed is None else config.test_seed
-    _, test, anchors, _, _ = train._prepare(
-        config.scenes,
-        config.anchors,
-        config.ignore_band,
-        config.seed,
-        config.n_train,
-        config.n_test,
-        test_seed,
-    )
+    _, test, anchors, _, _ = _prepared(config)
     labels, _ = train.label_scenes(test, anchors, config.ignore_band)
     with torch.no_grad():
         logits = torch.cat(
@@ -435,10 +424,7 @@ def run_threshold_one(item: tuple[dict, DetectorConfig]) -> dict:
     key, config = item
     result = train_detector(config)
     model = result.pop("model")
-    test_seed = config.seed + 1000 if config.test_seed is None else config.test_seed
-    _, test, anchors, _, _ = train._prepare(
-        config.scenes, config.anchors, config.ignore_band, config.seed, config.n_train, config.n_test, test_seed
-    )
+    _, test, anchors, _, _ = _prepared(config)
     model.eval()
     with torch.no_grad():
         outs = [model(torch.from_numpy(test.images[i : i + 50])) for i in range(0, len(test), 50)]
