@@ -306,3 +306,34 @@ def test_kornia_adapter_refuses_a_per_element_weight():
     kornia = pytest.importorskip("kornia")
     fn = kornia.losses.binary_focal_loss_with_logits
     assert check_sigmoid_focal_loss(fn, framework="torch", adapter=adapters.kornia_binary, skip=[SOFT]).passed
+
+
+# ----------------------------------------------------------------------------------------------
+# Keras's BinaryFocalCrossentropy: weight is its sample_weight, "mean" its sum_over_batch_size
+
+
+def test_keras_builtin_adapter_maps_weight_and_reduction():
+    keras = pytest.importorskip("keras")
+    rng = np.random.default_rng(1)
+    x, y = rng.uniform(-2.0, 2.0, (3, 4)), rng.integers(0, 2, (3, 4)).astype(np.float64)
+    w = np.array([0.0, 0.5, 1.0, 3.0])
+    adapter = adapters.keras_binary_focal_crossentropy(True)
+    ops = keras.ops
+    for reduction in ("none", "sum", "mean"):
+        got = adapter(
+            keras.losses.BinaryFocalCrossentropy,
+            ops.convert_to_tensor(x, "float32"),
+            ops.convert_to_tensor(y, "float32"),
+            alpha=0.25,
+            gamma=2.0,
+            reduction=reduction,
+            weight=ops.convert_to_tensor(w, "float32"),
+        )
+        want = focal_ref.sigmoid_focal_loss(x, y, alpha=0.25, gamma=2.0, reduction=reduction, weight=w)
+        np.testing.assert_allclose(ops.convert_to_numpy(got), want, rtol=1e-5, err_msg=reduction)
+    report = check_sigmoid_focal_loss(
+        keras.losses.BinaryFocalCrossentropy, framework="keras", adapter=adapter, regions=ARGUMENT_REGIONS
+    )
+    assert report.row(WEIGHT).cases > 0  # it ran (and shows Keras's saturation faults, see the peer audit)
+    assert report.row(POS_WEIGHT).note == "does not accept pos_weight"
+    assert report.row(IGNORE_INDEX).note == "does not accept ignore_index"

@@ -151,8 +151,12 @@ def multiclass_per_row(cls: Any, gamma_free: bool = False, device: str = "cpu") 
 def keras_binary_focal_crossentropy(apply_class_balancing: bool) -> Adapter:
     """Adapter for ``keras.losses.BinaryFocalCrossentropy`` (the class as ``fn``), on logits.
 
-    Keras takes ``(y_true, y_pred)`` and means over the last axis, so each example is given as a ``(1,)``
-    row; its alpha applies only with ``apply_class_balancing=True``.
+    Keras takes ``(y_true, y_pred)`` and means over the last axis, so each element is given as a ``(1,)``
+    row; its alpha applies only with ``apply_class_balancing=True``. For the argument regions, ``weight``
+    maps to Keras's ``sample_weight`` (one per row, so per element) and ``reduction`` to Keras's: ``"none"``
+    to None, ``"sum"`` to ``"sum"``, ``"mean"`` to ``"sum_over_batch_size"`` (the sum over the number of
+    elements, the reference's unweighted mean). Keras has no ``pos_weight`` or ``ignore_index``: the adapter
+    does not take them, and the checker skips those regions with that note.
 
     Args:
         apply_class_balancing: passed to the class.
@@ -164,16 +168,36 @@ def keras_binary_focal_crossentropy(apply_class_balancing: bool) -> Adapter:
         >>> callable(keras_binary_focal_crossentropy(True))
         True
     """
+    reductions = {None: None, "none": None, "sum": "sum", "mean": "sum_over_batch_size"}
 
-    def adapter(cls: Any, logits: Any, targets: Any, *, alpha: Any, gamma: float) -> Any:
+    def adapter(
+        cls: Any,
+        logits: Any,
+        targets: Any,
+        *,
+        alpha: Any,
+        gamma: float,
+        reduction: str | None = None,
+        weight: Any = None,
+    ) -> Any:
+        import keras
+
         loss = cls(
             apply_class_balancing=apply_class_balancing,
             alpha=alpha,
             gamma=gamma,
             from_logits=True,
-            reduction=None,
+            reduction=reductions[reduction],
         )
-        return loss(targets[:, None], logits[:, None])
+        shape = tuple(logits.shape)
+        rows = (-1, 1)
+        sample_weight = None
+        if weight is not None:
+            sample_weight = keras.ops.reshape(keras.ops.broadcast_to(weight, shape), (-1,))
+        out = loss(
+            keras.ops.reshape(targets, rows), keras.ops.reshape(logits, rows), sample_weight=sample_weight
+        )
+        return keras.ops.reshape(out, shape) if reductions[reduction] is None else out
 
     return adapter
 
