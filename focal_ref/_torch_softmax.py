@@ -101,20 +101,36 @@ def others_sum(values: torch.Tensor, dim: int, signed: bool = False) -> torch.Te
     return _into(torch.sub, rest, values, out=without_top).add_(top).scatter_(dim, k, rest)
 
 
-def _exp_shift(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """A shift m for exp(x - m) along ``dim``: the 0-d zero where no sum of exponentials can overflow or
-    all of a row's underflow, read from the logits' range in one cheap pass (CPU only); else the row max.
+def _exp_shift(x: torch.Tensor, dim: int, shifted: bool = False) -> torch.Tensor:
+    """A shift m for exp(x - m) along ``dim``: first the 0-d zero (CPU), the row max off the CPU, under
+    torch.func and torch.compile, or when ``shifted``.
 
     With m = 0 the exponentials need no max over the class axis (a slow reduction for a small class
-    count) and no subtraction pass.
+    count) and no subtraction pass; whether that was safe is read afterwards from the per-sample sums
+    (:func:`_unshifted_failed`), and the few inputs where it was not are redone with the row max.
     """
-    if x.device.type == "cpu" and x.numel() > 0 and not torch.compiler.is_compiling() and not wrapped(x):
-        info = torch.finfo(x.dtype)
-        bound = min(math.log(info.max) - math.log(max(x.shape[dim], 1)), -math.log(info.tiny)) - 2.0
-        low, high = torch.aminmax(x)
-        if -bound < float(low) and float(high) < bound:
-            return x.new_zeros(())
+    if not shifted and x.device.type == "cpu" and not torch.compiler.is_compiling() and not wrapped(x):
+        return x.new_zeros(())
     return x.amax(dim, keepdim=True)
+
+
+def _unshifted_failed(shift: torch.Tensor, total: torch.Tensor) -> bool:
+    """Whether unshifted exponentials overflowed a sample's sum s, or left it so small that the classes
+    that matter (p_c >= eps) may be subnormal: then the row max must shift them."""
+    if shift.ndim != 0 or total.numel() == 0:
+        return False
+    info = torch.finfo(total.dtype)
+    low, high = torch.aminmax(total)
+    return not (float(low) >= info.tiny / info.eps and float(high) < math.inf)  # NaN: redo too
+
+
+def _factor_underflows(shift: torch.Tensor, f: torch.Tensor, wg: torch.Tensor) -> bool:
+    """Whether f = wg_t / s went subnormal where wg_t did not (unshifted sums s can be large, up to the
+    dtype's max): then K / s is formed first (p_j, normal), and times wg_t. With the row max as shift
+    s <= C, and f is subnormal only where the whole gradient row is."""
+    if shift.ndim != 0 or f.numel() == 0:
+        return False
+    return bool(((f < torch.finfo(f.dtype).tiny) & (wg > 0)).any())
 
 
 def softmax_index_factored(
@@ -126,6 +142,7 @@ def softmax_index_factored(
     dim: int,
     need_grad: bool,
     scale: float = 1.0,
+    shifted: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """(loss, K, f) with dFL/dx = K * f: K of the logits' shape, f per sample (``dim`` kept, size 1).
 
@@ -133,24 +150,31 @@ def softmax_index_factored(
     wg_t = alpha_t u_t^gamma (1 + gamma h_t), h_t = -p_t log p_t / u_t in [0, 1] (its limit 1 where
     u_t = 0): the reference's g_c without 0^(gamma-1).
 
-    One exponential pass e = exp(x - m) (m = 0 where the logits' range allows, :func:`_exp_shift`), e_t
-    set to 0, and one sum: S = sum_{c != t} e_c, s = S + e_t, u_t = S / s (1 - p_t without
-    cancellation, as the reference's sum of the other classes), p_t = e_t / s; the rest per sample
-    (:func:`_index_terms`). K = e with K_t = -S, f = wg_t / s: the derivative is never multiplied out in
-    the forward pass; the backward's one pass makes it. ``scale`` multiplies the loss and f (the mean's
-    1/N).
+    One exponential pass e = exp(x - m) (m = 0 first, the row max where the sums show it was needed,
+    :func:`_exp_shift`), e_t set to 0, and one sum: S = sum_{c != t} e_c, s = S + e_t, u_t = S / s
+    (1 - p_t without cancellation, as the reference's sum of the other classes), p_t = e_t / s; the
+    rest per sample (:func:`_index_terms`). K = e with K_t = -S, f = wg_t / s (or K / s and wg_t where
+    wg_t / s would be subnormal, :func:`_factor_underflows`): the derivative is never multiplied out in
+    the forward pass. ``scale`` multiplies the loss and f (the mean's 1/N).
     """
     t, alpha_t = _target_and_weight(index, alpha, ignore_index, x, dim)
-    shift = _exp_shift(x, dim)
+    shift = _exp_shift(x, dim, shifted)
     e = torch.sub(x, shift).exp_() if shift.ndim else torch.exp(x)
     e_t = e.gather(dim, t)
     others = e.scatter_(dim, t, 0.0).sum(dim, keepdim=True)
-    loss, f = _index_terms(
+    if _unshifted_failed(shift, others + e_t):
+        return softmax_index_factored(x, index, alpha, ignore_index, gamma, dim, need_grad, scale, True)
+    loss, wg = _index_terms(
         lambda: x.gather(dim, t), shift, e_t, others, alpha_t, gamma, dim, need_grad, scale
     )
-    if f is None:
+    if wg is None:
         return loss, None, None
-    return loss, e.scatter_(dim, t, others.neg()), f
+    k = e.scatter_(dim, t, others.neg())
+    total = others + e_t
+    f = wg / total
+    if _factor_underflows(shift, f, wg):
+        return loss, k.div_(total), wg
+    return loss, k, f
 
 
 def _target_and_weight(index, alpha, ignore_index, x, dim) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -162,21 +186,22 @@ def _target_and_weight(index, alpha, ignore_index, x, dim) -> tuple[torch.Tensor
 
 
 def _index_terms(x_t, shift, e_t, others, alpha_t, gamma: float, dim: int, need_grad: bool, scale: float):
-    """(loss, f) per sample from e_t = exp(x_t - m) and S = the other classes' sum (``x_t()``: x_t).
+    """(loss, wg_t) per sample from e_t = exp(x_t - m) and S = the other classes' sum (``x_t()``: x_t).
 
     log p_t = -log1p(S / e_t): accurate at both ends without a branch (near p_t = 1 log1p of a small
-    ratio; near p_t = 0 the log of a large one), except where e_t is subnormal or 0, where it comes
-    from the logits, (x_t - m) - log s. u_t = S / s is 1 - p_t without cancellation;
-    f = alpha_t u_t^gamma (1 + gamma h_t) / s.
+    ratio; near p_t = 0 the log of a large one), except where e_t is subnormal or 0 or p_t below the
+    smallest normal (the ratio may overflow), where it comes from the logits, (x_t - m) - log s.
+    u_t = S / s is 1 - p_t without cancellation; wg_t = alpha_t u_t^gamma (1 + gamma h_t) (``None``
+    without ``need_grad``).
     """
     total = others + e_t
     u_t = others / total
     p_t = e_t / total
     minus_log_p_t = torch.div(others, e_t).log1p_()
     tiny = torch.finfo(p_t.dtype).tiny
-    if min_is(e_t, tiny):  # e_t subnormal or 0: from the logits
+    if min_is(e_t, tiny) or min_is(p_t, tiny):  # e_t subnormal, or S / e_t may overflow: from the logits
         exact = torch.log(total).sub_(x_t() - shift)
-        minus_log_p_t = torch.where(e_t < tiny, exact, minus_log_p_t)
+        minus_log_p_t = torch.where((e_t < tiny) | (p_t < tiny), exact, minus_log_p_t)
     weight = power(u_t, gamma)
     if alpha_t is not None:
         weight = alpha_t if weight is None else weight * alpha_t
@@ -189,7 +214,7 @@ def _index_terms(x_t, shift, e_t, others, alpha_t, gamma: float, dim: int, need_
         return loss, None
     if gamma != 0.0:
         weight = weight * focal_h(p_t, minus_log_p_t.neg(), u_t).mul_(gamma).add_(1.0)
-    return loss, weight.div_(total)
+    return loss, weight
 
 
 def softmax_index_kernel(
@@ -219,6 +244,7 @@ def two_class_index_kernel(
     dim: int,
     need_grad: bool,
     scale: float = 1.0,
+    shifted: bool = False,
 ) -> Pair:
     """:func:`softmax_index_factored` for C = 2, with the two classes as views and no gather or scatter.
 
@@ -231,15 +257,20 @@ def two_class_index_kernel(
     # finite a, b): torch.where on a random mask runs branchy and costs ~10 elementwise passes on CPU
     is_1 = (t == 1).to(x.dtype)
     x0, x1 = x.narrow(dim, 0, 1), x.narrow(dim, 1, 1)
-    shift = _exp_shift(x, dim)
+    shift = _exp_shift(x, dim, shifted)
     e0, e1 = (torch.sub(v, shift).exp_() if shift.ndim else torch.exp(v) for v in (x0, x1))
+    if _unshifted_failed(shift, e0 + e1):
+        return two_class_index_kernel(x, index, alpha, ignore_index, gamma, dim, need_grad, scale, True)
     e_t, others = torch.lerp(e0, e1, is_1), torch.lerp(e1, e0, is_1)
-    loss, f = _index_terms(
+    loss, wg = _index_terms(
         lambda: torch.where(is_1 > 0, x1, x0), shift, e_t, others, alpha_t, gamma, dim, need_grad, scale
     )
-    if f is None:
+    if wg is None:
         return loss, None
-    d1 = others.mul_(f).mul_(is_1.mul_(-2.0).add_(1.0))  # dFL/dx_1: -S f where t = 1, else S f
+    total = others + e_t
+    f = wg / total
+    d_o = others.div_(total).mul_(wg) if _factor_underflows(shift, f, wg) else others.mul_(f)  # S f
+    d1 = d_o.mul_(is_1.mul_(-2.0).add_(1.0))  # dFL/dx_1: -S f where t = 1, else S f
     return loss, _two_class_pair(d1, dim, x)
 
 

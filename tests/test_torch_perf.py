@@ -35,11 +35,16 @@ def _check(x: torch.Tensor, index: torch.Tensor, gamma: float, dim: int = 1, **k
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 def test_shift_only_where_the_range_needs_it(dtype):
+    info = torch.finfo(dtype)
     x = torch.randn(6, 5, dtype=dtype)
-    assert kern._exp_shift(x, 1).ndim == 0
-    big = x.clone()
-    big[2, 3] = 1e3
-    assert kern._exp_shift(big, 1).shape == (6, 1)
+    zero = kern._exp_shift(x, 1)
+    assert zero.ndim == 0 and not kern._unshifted_failed(zero, torch.exp(x).sum(1))
+    for value in (1e3, -1e3, float("nan")):  # overflow, a row that all underflows, NaN: redo shifted
+        bad = x.clone()
+        bad[2] = value if value != -1e3 else torch.full((5,), value, dtype=dtype)
+        assert kern._unshifted_failed(zero, torch.exp(bad).sum(1))
+    assert kern._unshifted_failed(zero, torch.tensor([1.0, info.tiny], dtype=dtype))
+    assert kern._exp_shift(x, 1, shifted=True).shape == (6, 1)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
@@ -181,3 +186,14 @@ def test_per_sample_blocks_match_one_call_and_reference(monkeypatch, block, shap
         expect = want if reduction == "none" else want.sum() / count
         np.testing.assert_allclose(loss.detach().numpy(), expect, rtol=1e-12, atol=1e-300)
         np.testing.assert_allclose(leaf.grad.numpy(), want_grad / count, rtol=1e-11, atol=1e-14)
+
+
+@pytest.mark.parametrize("classes", [2, 3, 7])
+def test_large_unshifted_sums_keep_the_gradient_digits(classes):
+    # s = e^85 unshifted: wg_t / s is subnormal while the gradient (~1e-22) is a normal float32
+    x = torch.zeros(4, classes)
+    x[:, 0], x[:, 1] = 50.886, 84.963
+    x[1, 0] = 84.0
+    index = torch.tensor([1, 1, 0, 1])
+    for gamma in (0.5, 2.0):
+        _check(x, index, gamma)
