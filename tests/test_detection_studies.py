@@ -179,8 +179,9 @@ def test_trace_summary_and_expected_first_loss():
 
 
 def test_study_configs():
-    prior = studies.prior_configs([0, 1])
-    assert len(prior) == 2 * 2 * 2 * 2
+    prior = studies.prior_configs([0, 1, 2])
+    assert len(prior) == 2 * 2 * 3 + 2 * 2 * 2  # the lr probe on the first two seeds
+    assert {k["seed"] for k, c in prior if c.lr != studies.PRIOR_LRS[0]} == {0, 1}
     assert {c.prior for _, c in prior} == {0.01, None}
     norm = studies.normalization_configs([0])
     assert sorted({c.normalization for _, c in norm}) == ["ema", "mean", "num_pos"]

@@ -44,18 +44,21 @@ def _base(seed: int, gamma: float, alpha: float, **changes) -> DetectorConfig:
 
 
 def prior_configs(
-    seeds: Sequence[int], lrs: Sequence[float] = PRIOR_LRS
+    seeds: Sequence[int], lrs: Sequence[float] = PRIOR_LRS, probe_seeds: int = 2
 ) -> list[tuple[dict, DetectorConfig]]:
-    """(key, config) of the prior study: each loss of :data:`STUDY_LOSSES`, prior .01 or none, per lr."""
+    """(key, config) of the prior study: each loss of :data:`STUDY_LOSSES`, prior .01 or none, per lr.
+
+    The first learning rate runs every seed; the others (the instability probe) the first ``probe_seeds``.
+    """
     return [
         (
             {"study": "prior", "gamma": g, "alpha": a, "prior": p, "lr": lr, "seed": s},
             _base(s, g, a, prior=p, lr=lr),
         )
-        for lr in lrs
+        for i, lr in enumerate(lrs)
         for g, a in STUDY_LOSSES
         for p in PRIORS
-        for s in seeds
+        for s in (seeds if i == 0 else seeds[:probe_seeds])
     ]
 
 
