@@ -86,15 +86,18 @@ def dense_weights(
     return target if weights is None else target * class_view(weights, like.ndim, dim)
 
 
-def others_sum(values: torch.Tensor, dim: int, signed: bool = False) -> torch.Tensor:
+def others_sum(
+    values: torch.Tensor, dim: int, signed: bool = False, k: torch.Tensor | None = None
+) -> torch.Tensor:
     """sum_{c != j} values_c for each j, without cancelling next to a one-hot row.
 
     Not as sum - values_j: that cancels when one class holds nearly all of the sum (a soft target next
     to one-hot). With k the entry of largest magnitude and rest the sum without it, the result is rest
     at k and values_k + (rest - values_j) elsewhere (the reference's heaviest-class form; exact for
-    one-hot rows).
+    one-hot rows). ``k``: the excluded class (dim kept), if the caller has a better one.
     """
-    k = first_argmax(values.abs() if signed else values, dim)
+    if k is None:
+        k = first_argmax(values.abs() if signed else values, dim)
     top = values.gather(dim, k)
     without_top = values.scatter(dim, k, 0.0)
     rest = without_top.sum(dim, keepdim=True)
@@ -290,8 +293,9 @@ def softmax_prob_kernel(
     """Probability targets, w_c = y_c alpha_c: the reference's softmax_focal_loss(_grad).
 
     dFL/dx_j = p_j sum_{c != j} w_c g_c - w_j g_j u_j, g_c = u_c^gamma (1 + gamma h_c); the sum over
-    c != j in the heaviest-class form (:func:`others_sum`). Only classes with w_c > 0 enter the loss, so
-    a log p_c of -inf (logit spread beyond the dtype's range) on a zero-weight class gives no NaN.
+    c != j as :func:`others_sum` with the logits' argmax excluded (see the comment in the body). Only
+    classes with w_c > 0 enter the loss, so a log p_c of -inf (logit spread beyond the dtype's range) on
+    a zero-weight class gives no NaN.
 
     The values of :func:`log_softmax_parts` and :func:`focal_h`, computed into few buffers: on CPU a
     fresh tensor of the logits' size costs several times the arithmetic that fills it (its pages are
@@ -308,7 +312,9 @@ def softmax_prob_kernel(
     buf = torch.exp(log_p)
     s = buf.scatter_(dim, k, 0.0).sum(dim, keepdim=True)
     log_p.sub_(torch.log1p(s))  # at k: 0 - log1p(s)
-    u = _into(torch.expm1, log_p, out=buf).neg_().scatter_(dim, k, s / (1.0 + s))
+    p = _into(torch.exp, log_p, out=buf)
+    # 1 - p is exact enough off k (there p <= 1/2: no cancellation) and cheaper than -expm1(log p)
+    u = torch.rsub(p, 1.0).scatter_(dim, k, s / (1.0 + s))
     if gamma == 0.0:
         weight = w  # the caller's tensor: never written
     elif gamma == 1.0:
@@ -322,10 +328,12 @@ def softmax_prob_kernel(
     loss = terms.sum(dim).neg_().add_(0.0)
     if not need_grad:
         return loss, None
-    p = _into(torch.exp, log_p, out=terms)
     if gamma != 0.0:
         weight = weight.mul_(focal_h(p, log_p, u).mul_(gamma).add_(1.0))
-    rest = others_sum(weight, dim)
+    # the sum over c != j with the logits' argmax k as the excluded class: exact at k; where another
+    # class j holds most of the weight, p_j <= 1/2, so -w_j g_j u_j (u_j >= 1/2) dominates that row of
+    # the gradient and the sum's cancellation there stays below the row's rounding (no second argmax)
+    rest = others_sum(weight, dim, k=k)
     return loss, p.mul_(rest).sub_(weight.mul_(u) if gamma != 0.0 else weight * u)
 
 
