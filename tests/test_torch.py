@@ -825,3 +825,253 @@ def test_from_logits_classes_equal_the_logit_classes():
     assert "from_logits=True" in repr(ft.BinaryFocalLoss(from_logits=True))
     with pytest.raises(TypeError):
         ft.SoftmaxFocalLoss(alpha={0.1, 0.2})
+
+
+# ----------------------------------------------------------------------------------------------
+# Module classes with weight, pos_weight and ignore_index (issue 13: what BCEWithLogitsLoss and kornia's
+# BinaryFocalLossWithLogits take in their constructors)
+
+_MODULE_ARGS = [
+    dict(weight=torch.tensor([0.0, 1.0, 3.0, 1e6], dtype=torch.float64)),
+    dict(pos_weight=torch.tensor([0.0, 2.0, 0.5, 1e6], dtype=torch.float64)),
+    dict(pos_weight=3.0, ignore_index=-1),
+    dict(
+        weight=torch.rand(6, 1, generator=torch.Generator().manual_seed(1), dtype=torch.float64),
+        pos_weight=torch.tensor([1.0, 2.0, 0.5, 4.0], dtype=torch.float64),
+        ignore_index=-1,
+    ),
+    dict(ignore_index=2.5),
+]
+
+
+def _module_inputs(from_logits=True, seed=21):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(6, 4, generator=gen, dtype=torch.float64) * 6
+    y = torch.randint(0, 2, (6, 4), generator=gen).double()
+    y[torch.rand(6, 4, generator=gen) < 0.3] = -1.0  # marks: ignored (or relabelled 1 by the test)
+    return x if from_logits else torch.sigmoid(x), y
+
+
+@pytest.mark.parametrize("kwargs", _MODULE_ARGS)
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+@pytest.mark.parametrize("cls", ["SigmoidFocalLoss", "BinaryFocalLoss", "BinaryFocalLoss-logits"])
+def test_module_with_weight_args_equals_its_function(cls, reduction, kwargs):
+    """Each class equals its function with the same arguments, in the loss and in the gradient."""
+    from_logits = cls != "BinaryFocalLoss"
+    x, y = _module_inputs(from_logits)
+    ignore = kwargs.get("ignore_index")
+    y = torch.where(y < 0, torch.tensor(-1.0 if ignore == -1 else 1.0, dtype=y.dtype), y)
+    if ignore == 2.5:
+        y[0, :2] = 2.5
+    common = dict(alpha=0.3, gamma=1.5, reduction=reduction)
+    if cls == "SigmoidFocalLoss":
+        module, fn = ft.SigmoidFocalLoss(**common, **kwargs), ft.sigmoid_focal_loss
+    else:
+        module = ft.BinaryFocalLoss(**common, from_logits=from_logits, **kwargs)
+        fn = ft.sigmoid_focal_loss if from_logits else ft.binary_focal_loss
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    got, want = module(xa, y), fn(xb, y, **common, **kwargs)
+    assert torch.equal(got, want)
+    got.sum().backward()
+    want.sum().backward()
+    assert torch.equal(xa.grad, xb.grad)
+    # and the reference's number (float64)
+    np_kwargs = {k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in kwargs.items()}
+    ref_fn = ref.sigmoid_focal_loss if from_logits else ref.binary_focal_loss
+    expected = ref_fn(x.numpy(), y.numpy(), **common, **np_kwargs)
+    np.testing.assert_allclose(got.detach().numpy(), expected, rtol=1e-12, atol=1e-300)
+
+
+def test_module_ignore_index_mean_counts_kept_elements_and_all_ignored_is_zero():
+    x = torch.tensor([[3.0, -2.0], [0.5, 40.0]], dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([[1.0, -1.0], [-1.0, -1.0]], dtype=torch.float64)
+    module = ft.SigmoidFocalLoss(ignore_index=-1)
+    only = ft.sigmoid_focal_loss(x[:1, :1], y[:1, :1], reduction="sum")
+    assert torch.equal(module(x, y), only)  # one kept element: mean = its loss
+    module(x, y).backward()
+    assert torch.equal(x.grad[y == -1], torch.zeros(3, dtype=torch.float64))
+    everything = torch.full_like(y, -1.0)
+    out = module(x, everything)
+    assert out.item() == 0.0 and torch.isfinite(out)
+
+
+def test_module_weight_buffers_move_with_to_and_live_in_state_dict():
+    weight = torch.tensor([1.0, 2.0, 0.0], dtype=torch.float32)
+    module = ft.SigmoidFocalLoss(weight=weight, pos_weight=torch.tensor([3.0, 1.0, 0.5]), ignore_index=-1)
+    assert set(module.state_dict()) == {"weight", "pos_weight"}
+    assert dict(module.named_buffers())["weight"] is weight  # kept as given, as BCEWithLogitsLoss
+    module = module.to(torch.float64)
+    assert module.weight.dtype == torch.float64 and module.pos_weight.dtype == torch.float64
+    x = torch.randn(5, 3, dtype=torch.float64)
+    y = torch.randint(0, 2, (5, 3)).double()
+    expected = ref.sigmoid_focal_loss(
+        x.numpy(),
+        y.numpy(),
+        weight=weight.double().numpy(),
+        pos_weight=np.array([3.0, 1.0, 0.5]),
+        ignore_index=-1,
+        reduction="mean",
+    )
+    np.testing.assert_allclose(module(x, y).item(), expected, rtol=1e-13)
+    # a fresh module built with placeholders of the right shape gets the values from the state_dict
+    fresh = ft.SigmoidFocalLoss(weight=torch.ones(3), pos_weight=torch.ones(3), ignore_index=-1)
+    fresh.load_state_dict(module.state_dict())
+    assert torch.equal(fresh.weight, module.weight) and torch.equal(fresh(x, y), module(x, y))
+    # without the new arguments nothing changes: no buffers in the state_dict, the same repr
+    plain = ft.BinaryFocalLoss()
+    assert plain.state_dict() == {} and "ignore_index" not in repr(plain)
+    assert "ignore_index=-1.0" in repr(ft.BinaryFocalLoss(ignore_index=-1))
+    # Python numbers and lists become tensors of the default dtype; integer tensors become floating
+    assert ft.BinaryFocalLoss(pos_weight=2).pos_weight.dtype == torch.get_default_dtype()
+    assert ft.BinaryFocalLoss(weight=torch.tensor([1, 2])).weight.is_floating_point()
+    assert ft.BinaryFocalLoss(weight=[1.0, 2.0]).weight.shape == (2,)
+
+
+@CUDA
+def test_module_weight_buffers_move_to_cuda():
+    module = ft.SigmoidFocalLoss(weight=torch.tensor([1.0, 2.0]), pos_weight=torch.tensor([2.0, 1.0])).cuda()
+    assert module.weight.is_cuda and module.pos_weight.is_cuda
+    x, y = torch.randn(3, 2, device="cuda"), torch.randint(0, 2, (3, 2), device="cuda").float()
+    cpu = ft.SigmoidFocalLoss(weight=torch.tensor([1.0, 2.0]), pos_weight=torch.tensor([2.0, 1.0]))
+    torch.testing.assert_close(module(x, y).cpu(), cpu(x.cpu(), y.cpu()))
+
+
+_BAD_MODULE_ARGS = [
+    ("weight", ValueError, dict(weight=torch.tensor([1.0, -0.5]))),
+    ("weight", ValueError, dict(weight=float("nan"))),
+    ("weight", ValueError, dict(weight=torch.tensor([1.0, float("inf")]))),
+    ("weight", TypeError, dict(weight=True)),
+    ("weight", TypeError, dict(weight="heavy")),
+    ("weight", TypeError, dict(weight=torch.tensor([True, False]))),
+    ("weight", TypeError, dict(weight=torch.tensor([1.0 + 1j]))),
+    ("weight", ValueError, dict(weight=torch.ones(2, requires_grad=True))),
+    ("pos_weight", ValueError, dict(pos_weight=-1.0)),
+    ("pos_weight", ValueError, dict(pos_weight=torch.tensor([float("nan"), 1.0]))),
+    ("pos_weight", TypeError, dict(pos_weight=object())),
+    ("pos_weight", TypeError, dict(pos_weight=torch.tensor(1j))),
+    ("ignore_index", ValueError, dict(ignore_index=0.5)),
+    ("ignore_index", ValueError, dict(ignore_index=1)),
+    ("ignore_index", ValueError, dict(ignore_index=float("-inf"))),
+    ("ignore_index", TypeError, dict(ignore_index=True)),
+    ("ignore_index", TypeError, dict(ignore_index="-1")),
+    ("ignore_index", TypeError, dict(ignore_index=torch.tensor(-1.0))),
+]
+
+
+@pytest.mark.parametrize("cls", [ft.SigmoidFocalLoss, ft.BinaryFocalLoss])
+@pytest.mark.parametrize("name, error, kwargs", _BAD_MODULE_ARGS)
+def test_module_bad_weight_args_raise_naming_the_argument(cls, name, error, kwargs):
+    with pytest.raises(error, match=name):
+        cls(**kwargs)
+
+
+def test_module_weight_of_the_wrong_shape_raises_at_the_call():
+    module = ft.SigmoidFocalLoss(weight=torch.ones(3))
+    with pytest.raises(ValueError, match="weight"):
+        module(torch.zeros(2, 4), torch.zeros(2, 4))
+    module = ft.BinaryFocalLoss(pos_weight=torch.ones(5))
+    with pytest.raises(ValueError, match="pos_weight"):
+        module(torch.full((2, 4), 0.5), torch.zeros(2, 4))
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+@pytest.mark.parametrize("shape", [(6, 4), (2, 4, 3, 5)])
+def test_module_agrees_with_kornia_binary_focal_loss_class(shape, reduction):
+    """kornia's BinaryFocalLossWithLogits(alpha, gamma, reduction, pos_weight, weight, ignore_index) and
+    focal_ref's class on hard labels: kornia's (C,) weights act along dim 1, focal_ref's broadcast from the
+    right, so a (C, H, W) map gets (C, 1, 1). kornia's mean keeps ignored elements in its count; focal_ref's
+    leaves them out (N_kept / N times kornia's)."""
+    kornia_losses = pytest.importorskip("kornia.losses")
+    gen = torch.Generator().manual_seed(8)
+    num_classes = shape[1]
+    x = torch.randn(shape, generator=gen, dtype=torch.float64) * 4
+    y = torch.randint(0, 2, shape, generator=gen).double()
+    y[torch.rand(shape, generator=gen) < 0.25] = -1.0
+    weight = torch.rand(num_classes, generator=gen, dtype=torch.float64) * 3
+    pos_weight = torch.rand(num_classes, generator=gen, dtype=torch.float64) * 5
+    trailing = (num_classes,) + (1,) * (len(shape) - 2)
+    for alpha, gamma in ((0.25, 2.0), (None, 0.5), (0.7, 0.0)):
+        theirs = kornia_losses.BinaryFocalLossWithLogits(
+            alpha, gamma, reduction, pos_weight=pos_weight, weight=weight, ignore_index=-1
+        )
+        ours = ft.SigmoidFocalLoss(
+            alpha,
+            gamma,
+            reduction,
+            weight=weight.view(trailing),
+            pos_weight=pos_weight.view(trailing),
+            ignore_index=-1,
+        )
+        xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+        got, want = ours(xa, y), theirs(xb, y)
+        if reduction == "mean":
+            want = want * y.numel() / (y != -1).sum()
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-300)
+        got.sum().backward()
+        want.sum().backward()
+        torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-10, atol=1e-300)
+
+
+@pytest.mark.parametrize("from_logits", [True, False])
+def test_module_weight_args_search_against_the_reference(from_logits):
+    """Hypothesis over the hard regions: saturated logits (where the plain formula loses p near 1), gamma
+    below 1, weights with zeros and large values broadcast as (C,), (N, 1) or (N, C), pos_weight 0 or large,
+    ignored elements anywhere (whole rows, everything). The class must give the float64 reference."""
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    def _weights(draw, n, c, large):
+        shape = draw(st.sampled_from([(c,), (n, 1), (n, c), ()]))
+        values = draw(
+            st.lists(
+                st.sampled_from([0.0, 0.5, 1.0, 3.0, large]),
+                min_size=int(np.prod(shape, dtype=int)),
+                max_size=int(np.prod(shape, dtype=int)),
+            )
+        )
+        return np.array(values, dtype=np.float64).reshape(shape)
+
+    @st.composite
+    def case(draw):
+        n, c = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+        magnitude = draw(st.sampled_from([1.0, 20.0, 80.0, 700.0]))
+        x = (
+            np.array(draw(st.lists(st.floats(-1, 1), min_size=n * c, max_size=n * c))).reshape(n, c)
+            * magnitude
+        )
+        y = np.array(draw(st.lists(st.sampled_from([0.0, 1.0, -1.0]), min_size=n * c, max_size=n * c)))
+        kwargs = {}
+        if draw(st.booleans()):
+            kwargs["weight"] = _weights(draw, n, c, 1e6)
+        if draw(st.booleans()):
+            kwargs["pos_weight"] = _weights(draw, n, c, 1e3)
+        ignore = draw(st.booleans())
+        if ignore:
+            kwargs["ignore_index"] = -1
+        y = y.reshape(n, c) if ignore else np.abs(y).reshape(n, c)
+        gamma = draw(st.sampled_from([0.0, 0.25, 0.5, 1.0, 2.0, 5.0]))
+        alpha = draw(st.sampled_from([None, 0.25, 1.0]))
+        return x, y, alpha, gamma, kwargs
+
+    @given(case(), st.sampled_from(["none", "sum", "mean"]))
+    def check(drawn, reduction):
+        x, y, alpha, gamma, kwargs = drawn
+        module_kwargs = {
+            k: (torch.from_numpy(v) if isinstance(v, np.ndarray) else v) for k, v in kwargs.items()
+        }
+        module = ft.BinaryFocalLoss(alpha, gamma, reduction, from_logits=from_logits, **module_kwargs)
+        inputs = x if from_logits else 1.0 / (1.0 + np.exp(-np.clip(x, -30, 30)))  # probs away from 0 and 1
+        tensor = torch.tensor(inputs, dtype=torch.float64, requires_grad=True)
+        got = module(tensor, torch.from_numpy(y))
+        ref_fn = ref.sigmoid_focal_loss if from_logits else ref.binary_focal_loss
+        want = np.asarray(ref_fn(inputs, y, alpha=alpha, gamma=gamma, reduction=reduction, **kwargs))
+        np.testing.assert_allclose(got.detach().numpy(), want, rtol=1e-12, atol=1e-300)
+        if from_logits:
+            (grad,) = torch.autograd.grad(got.sum(), tensor)
+            want_grad = ref.sigmoid_focal_loss_grad(x, y, alpha=alpha, gamma=gamma, **kwargs)
+            if reduction == "mean":
+                want_grad = want_grad / max(int((y != -1).sum()) if "ignore_index" in kwargs else y.size, 1)
+            assert np.all(np.isfinite(grad.numpy()))
+            np.testing.assert_allclose(grad.numpy(), want_grad, rtol=1e-11, atol=1e-300)
+
+    check()
