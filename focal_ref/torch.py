@@ -59,6 +59,13 @@ __all__ = [
 ]
 
 
+def _keep_grad(keep: str) -> bool:
+    """``keep`` as Spec.keep_grad: "derivative" keeps D, "inputs" keeps nothing and recomputes it."""
+    if not isinstance(keep, str) or keep not in ("derivative", "inputs"):
+        raise ValueError(f"keep must be 'derivative' or 'inputs', got {keep!r}")
+    return keep == "derivative"
+
+
 def _elementwise(
     family: str, x: torch.Tensor, y: torch.Tensor, reduction: str, **params: Any
 ) -> torch.Tensor:
@@ -69,11 +76,11 @@ def _elementwise(
 
 
 def _weighted(
-    family, x, y, reduction, alpha, gamma, weight, pos_weight, ignore_index, validate
+    family, x, y, reduction, alpha, gamma, weight, pos_weight, ignore_index, validate, keep_grad=True
 ) -> torch.Tensor:
     """The sigmoid/binary loss with API decision 2's weight, pos_weight and ignore_index."""
     y, weight, pos_weight, keep = sigmoid_extras(x, y, weight, pos_weight, ignore_index, validate)
-    spec = _ag.Spec(family, alpha=alpha, gamma=gamma, summed=reduction != "none")
+    spec = _ag.Spec(family, alpha=alpha, gamma=gamma, summed=reduction != "none", keep_grad=keep_grad)
     loss = _ag.apply(x, y, spec, weight, pos_weight)
     if reduction == "mean":
         loss = loss / (max(x.numel(), 1) if keep is None else keep.sum().clamp_min(1))
@@ -108,6 +115,7 @@ def sigmoid_focal_loss(
     weight: torch.Tensor | float | None = None,
     pos_weight: torch.Tensor | float | None = None,
     ignore_index: float | None = None,
+    keep: Literal["derivative", "inputs"] = "derivative",
 ) -> torch.Tensor:
     r"""Sigmoid focal loss of logits, elementwise (binary or multi-label).
 
@@ -137,6 +145,10 @@ def sigmoid_focal_loss(
             as ``BCEWithLogitsLoss(pos_weight=)``.
         ignore_index: a number outside [0, 1] (e.g. -1): elements whose target equals it give 0 (also
             in the gradient) and leave the mean's count (0.0 when all are ignored).
+        keep: what backward gets from the forward pass: ``"derivative"`` (the default: D, 4 bytes per
+            element in float32; backward hands it over) or ``"inputs"`` (nothing beyond the logits and
+            targets autograd holds anyway; backward recomputes D, at a time cost the book's "Making it
+            fast" chapter measures). Same values either way.
 
     Returns:
         A tensor of the logits' dtype: elementwise (``"none"``) or 0-d.
@@ -156,9 +168,14 @@ def sigmoid_focal_loss(
     x, y, alpha, gamma, reduction = sigmoid_inputs(
         logits, targets, alpha, gamma, reduction, validate, ignore_index=ignore_index
     )
+    keep_grad = _keep_grad(keep)
     if weight is None and pos_weight is None and ignore_index is None:
-        return _elementwise("sigmoid", x, y, reduction, alpha=alpha, gamma=gamma, fused=bool(fused))
-    return _weighted("sigmoid", x, y, reduction, alpha, gamma, weight, pos_weight, ignore_index, validate)
+        return _elementwise(
+            "sigmoid", x, y, reduction, alpha=alpha, gamma=gamma, fused=bool(fused), keep_grad=keep_grad
+        )
+    return _weighted(
+        "sigmoid", x, y, reduction, alpha, gamma, weight, pos_weight, ignore_index, validate, keep_grad
+    )
 
 
 def sigmoid_focal_loss_grad(
@@ -310,6 +327,7 @@ def softmax_focal_loss(
     dim: int = 1,
     ignore_index: int | None = None,
     validate: bool = False,
+    keep: Literal["derivative", "inputs"] = "derivative",
 ) -> torch.Tensor:
     r"""Softmax (multi-class) focal loss, one value per sample.
 
@@ -331,6 +349,7 @@ def softmax_focal_loss(
         dim: the class axis (any integer type).
         ignore_index: with integer targets only: those samples give 0 and leave the mean's denominator.
         validate: also check finite logits and targets in range (synchronises).
+        keep: ``"derivative"`` (default) or ``"inputs"``, as in :func:`sigmoid_focal_loss`.
 
     Returns:
         Per-sample losses (the logits' shape without ``dim``) or a 0-d tensor, in the logits' dtype.
@@ -347,12 +366,13 @@ def softmax_focal_loss(
         >>> print(f"{float(softmax_focal_loss(logits, torch.tensor([0]))[0]):.6f}")
         0.004144
     """
-    x, dim, kind, target, alpha, gamma, mode, keep = softmax_inputs(
+    keep_grad = _keep_grad(keep)
+    x, dim, kind, target, alpha, gamma, mode, kept = softmax_inputs(
         logits, targets, alpha, gamma, reduction, dim, ignore_index, validate, "logits"
     )
     return _per_sample(
-        x, target, mode, keep, family="softmax", kind=kind, alpha=alpha, gamma=gamma, dim=dim,
-        ignore_index=ignore_index,
+        x, target, mode, kept, family="softmax", kind=kind, alpha=alpha, gamma=gamma, dim=dim,
+        ignore_index=ignore_index, keep_grad=keep_grad,
     )  # fmt: skip
 
 

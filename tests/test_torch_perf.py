@@ -197,3 +197,68 @@ def test_large_unshifted_sums_keep_the_gradient_digits(classes):
     index = torch.tensor([1, 1, 0, 1])
     for gamma in (0.5, 2.0):
         _check(x, index, gamma)
+
+
+# ----------------------------------------------------------------------------------------------
+# keep="inputs": nothing kept beyond the inputs, the same values, every way of differentiating
+
+
+def _saved_beyond_inputs(fn, *inputs) -> int:
+    ptrs = {t.untyped_storage().data_ptr() for t in inputs}
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda v: (saved.append(v), v)[1], lambda v: v):
+        out = fn()
+    return out, sum(t.numel() * t.element_size() for t in saved if t.untyped_storage().data_ptr() not in ptrs)
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize(
+    "case", ["sigmoid", "softmax-index", "softmax-prob", "softmax-2", "sigmoid-weighted"]
+)
+def test_keep_inputs_keeps_nothing_and_gives_the_same_values(case, reduction):
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(50, 4, generator=g, dtype=torch.float64) * 3
+    extra: dict = {}
+    if case.startswith("sigmoid"):
+        target = torch.rand(50, 4, generator=g, dtype=torch.float64)
+        if case == "sigmoid-weighted":
+            extra = {"weight": torch.rand(4, dtype=torch.float64)}
+
+        def loss(v, keep):
+            return ft.sigmoid_focal_loss(v, target, reduction=reduction, keep=keep, **extra)
+    else:
+        if case == "softmax-2":
+            x = x[:, :2].contiguous()
+        c = x.shape[1]
+        target = (
+            torch.randint(0, c, (50,), generator=g)
+            if case != "softmax-prob"
+            else torch.softmax(torch.randn(50, c, generator=g, dtype=torch.float64), 1)
+        )
+
+        def loss(v, keep):
+            return ft.softmax_focal_loss(v, target, gamma=1.5, reduction=reduction, keep=keep)
+
+    results = {}
+    for keep in ("derivative", "inputs"):
+        leaf = x.clone().requires_grad_(True)
+        inputs = (leaf, target, *extra.values())  # the caller's tensors, held by reference
+        out, kept = _saved_beyond_inputs(lambda leaf=leaf, keep=keep: loss(leaf, keep), *inputs)
+        (grad,) = torch.autograd.grad(out.sum(), leaf, create_graph=True)
+        (hvp,) = torch.autograd.grad(grad.sum(), leaf)
+        results[keep] = (out.detach(), grad.detach(), hvp, kept)
+    assert results["inputs"][3] == 0 < results["derivative"][3]
+    for a, b in zip(results["derivative"][:3], results["inputs"][:3], strict=True):
+        assert torch.equal(a, b)  # bit for bit: the same kernel, run in backward
+    # torch.func too (under its transforms the exponentials are always shifted: last-bit differences)
+    fgrad = torch.func.grad(lambda v: loss(v, "inputs").sum())(x)
+    torch.testing.assert_close(fgrad, results["derivative"][1], rtol=1e-13, atol=1e-300)
+
+
+def test_keep_must_be_derivative_or_inputs():
+    x, y = torch.zeros(3), torch.ones(3)
+    for bad in ("none", None, 1):
+        with pytest.raises(ValueError, match="keep"):
+            ft.sigmoid_focal_loss(x, y, keep=bad)
+        with pytest.raises(ValueError, match="keep"):
+            ft.softmax_focal_loss(torch.zeros(3, 2), torch.zeros(3, dtype=torch.long), keep=bad)
