@@ -9,11 +9,12 @@ import numbers
 import warnings
 
 import keras
+import numpy as np
 from keras import ops
 from keras.src.backend.common.masking import set_keras_mask  # what Keras's own losses use (no public alias)
 
 from ._checks import check_binary_alpha, check_class_alpha_spec, check_gamma, check_ignore_index
-from ._keras_core import _shape
+from ._keras_core import _check_binary_ignore_index, _shape
 from ._keras_functional import (
     binary_focal_loss,
     categorical_focal_loss,
@@ -35,6 +36,30 @@ def _check_label_smoothing(label_smoothing) -> float:
     if not 0.0 <= float(label_smoothing) <= 1.0:
         raise ValueError(f"label_smoothing must lie in [0, 1], got {label_smoothing!r}")
     return float(label_smoothing)
+
+
+def _check_pos_weight(pos_weight):
+    """``pos_weight``: None, or a number or (nested) sequence/array of real numbers, finite, >= 0.
+
+    Returns the float64 array passed to the functions (a Python list would reach them as floatx, rounding
+    e.g. 0.1 in float32) and its JSON form for ``get_config`` (a float or nested lists).
+    """
+    if pos_weight is None:
+        return None, None
+    if isinstance(pos_weight, bool):
+        raise TypeError("pos_weight must be a real number or an array of them, got bool")
+    try:
+        array = np.asarray(ops.convert_to_numpy(pos_weight) if hasattr(pos_weight, "shape") else pos_weight)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"pos_weight must be a real number or an array of them, got {type(pos_weight).__name__}"
+        ) from exc
+    if array.dtype.kind not in "iuf":
+        raise TypeError(f"pos_weight must be real numbers, got dtype {array.dtype}")
+    array = array.astype(np.float64)
+    if not np.all(np.isfinite(array) & (array >= 0)):
+        raise ValueError(f"pos_weight must be finite and >= 0, got {pos_weight!r}")
+    return array, array.tolist()
 
 
 def _warn_one_class(y_pred, axis: int, loss_name: str) -> None:
@@ -78,13 +103,36 @@ def _squeeze_or_expand(y_true, y_pred):
 
 @keras.saving.register_keras_serializable(package="focal_ref")
 class BinaryFocalLoss(keras.losses.Loss):
-    """Binary / multi-label focal loss, Keras style: ``loss(y_true, y_pred, sample_weight=None)``.
+    r"""Binary / multi-label focal loss, Keras style: ``loss(y_true, y_pred, sample_weight=None)``.
 
     Per sample: the mean over the last axis of :func:`sigmoid_focal_loss` (``from_logits=True``) or
     :func:`binary_focal_loss` (probabilities), as ``keras.losses.BinaryFocalCrossentropy`` does
-    (Lin et al. 2017, https://arxiv.org/abs/1708.02002). The default ``"sum_over_batch_size"`` reduction
-    then equals the reference's ``reduction="mean"``. Labels of shape ``(n,)`` with predictions ``(n, 1)``
-    (a ``Dense(1)`` output) are n samples, as in Keras (its ``squeeze_or_expand_to_same_rank``).
+    (Lin et al. 2017, https://arxiv.org/abs/1708.02002):
+
+    .. math::
+
+        \mathrm{FL}_i = \alpha_t\,(1-p_t)^{\gamma}\,\mathrm{CE}_i,\qquad
+        \mathrm{CE}_i = -[w_+ y_i \log p_i + (1-y_i)\log(1-p_i)]
+
+    with ``pos_weight`` w_+ (1 if ``None``), as ``BCEWithLogitsLoss(pos_weight=)``. The default
+    ``"sum_over_batch_size"`` reduction then equals the reference's ``reduction="mean"``. Labels of shape
+    ``(n,)`` with predictions ``(n, 1)`` (a ``Dense(1)`` output) are n samples, as in Keras (its
+    ``squeeze_or_expand_to_same_rank``).
+
+    Per-element weights: Keras's own ``sample_weight`` (at call time) plays the role of the functions'
+    ``weight``. Keras applies it per sample: ``loss(y, x, sample_weight=s)`` with ``"sum_over_batch_size"``
+    equals ``sigmoid_focal_loss(x, y, weight=s[:, None], reduction="mean")``, ``"sum"`` equals the
+    function's ``"sum"`` divided by the size of the last axis, and ``"none"`` gives s times each sample's
+    mean. A weight that differs within a sample needs the function.
+
+    ``ignore_index`` (a number outside [0, 1], e.g. -1): labels equal to it give 0 (also in the gradient)
+    and leave the count. A sample's value is the mean over its kept labels, and a sample with no kept label
+    is masked out of the mean-like reductions (as Keras's ``ignore_class`` masks samples, with a Keras mask
+    combined with any mask on ``y_pred``); with every label ignored the loss is 0.0. So
+    ``"sum_over_batch_size"`` equals the reference's ``"mean"`` (sum / number of kept labels) whenever
+    every sample keeps the same number of labels (one label per sample, or whole samples ignored, as
+    RetinaNet's anchors in the IoU band); otherwise it is the mean over samples of each sample's mean,
+    since Keras reduces per sample. ``label_smoothing`` leaves ignored labels as they are.
 
     The same contract as ``focal_ref.torch.BinaryFocalLoss`` (API decision 1): ``from_logits=False`` (the
     default, as Keras) takes probabilities; ``BinaryFocalLoss(from_logits=True)`` equals
@@ -105,13 +153,18 @@ class BinaryFocalLoss(keras.losses.Loss):
         reduction: as in ``keras.losses.Loss``.
         name: as in ``keras.losses.Loss``.
         dtype: as in ``keras.losses.Loss``.
+        pos_weight: w_+ >= 0, finite: a number or an array broadcastable to ``y_pred`` (typically per class,
+            shape (C,)); ``None`` for 1.
+        ignore_index: a finite number outside [0, 1] marking labels to leave out; ``None`` for none.
 
     Returns:
         Calling the loss returns Keras's reduction of the per-sample values (one per sample with
         ``reduction=None``/``"none"``).
 
     Raises:
-        ValueError: a bad ``alpha``, ``gamma``, ``label_smoothing`` or ``reduction``.
+        ValueError: a bad ``alpha``, ``gamma``, ``label_smoothing``, ``reduction``, ``pos_weight`` (negative
+            or not finite; its shape is checked against ``y_pred`` at the call) or ``ignore_index`` (in
+            [0, 1] or not finite).
         TypeError: an argument of the wrong type.
 
     Example:
@@ -119,6 +172,9 @@ class BinaryFocalLoss(keras.losses.Loss):
         >>> loss = BinaryFocalLoss(alpha=None, gamma=0.0, from_logits=True)
         >>> print(f"{float(loss([1.0, 0.0], [[0.0], [0.0]])):.4f}")
         0.6931
+        >>> loss = BinaryFocalLoss(alpha=None, gamma=0.0, from_logits=True, pos_weight=3.0, ignore_index=-1)
+        >>> print(f"{float(loss([[1.0, -1.0]], [[0.0, 9.0]])):.4f}")
+        2.0794
     """
 
     def __init__(
@@ -130,21 +186,40 @@ class BinaryFocalLoss(keras.losses.Loss):
         reduction="sum_over_batch_size",
         name="binary_focal_loss",
         dtype=None,
+        pos_weight=None,
+        ignore_index=None,
     ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.alpha = check_binary_alpha(alpha)
         self.gamma = check_gamma(gamma)
         self.from_logits = bool(from_logits)
         self.label_smoothing = _check_label_smoothing(label_smoothing)
+        self._pos_weight, self.pos_weight = _check_pos_weight(pos_weight)
+        self.ignore_index = _check_binary_ignore_index(ignore_index)
 
     def call(self, y_true, y_pred):
         y_true, y_pred = _squeeze_or_expand(_stacked(y_true), _stacked(y_pred))
-        if self.label_smoothing:  # as Keras: towards 1/2
-            y_true = y_true * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
+        keep = None if self.ignore_index is None else ops.not_equal(y_true, self.ignore_index)
+        if self.label_smoothing:  # as Keras: towards 1/2 (ignored labels stay as they are)
+            smoothed = y_true * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
+            y_true = smoothed if keep is None else ops.where(keep, smoothed, y_true)
         fn = sigmoid_focal_loss if self.from_logits else binary_focal_loss
-        loss = fn(y_pred, y_true, alpha=self.alpha, gamma=self.gamma)
+        loss = fn(
+            y_pred,
+            y_true,
+            alpha=self.alpha,
+            gamma=self.gamma,
+            pos_weight=self._pos_weight,
+            ignore_index=self.ignore_index,
+        )
         # sum / n, not ops.mean: Keras 3.15's torch backend computes ops.mean of float64 in float32.
-        return ops.sum(loss, axis=-1) / ops.cast(ops.shape(loss)[-1], loss.dtype)
+        if keep is None:
+            return ops.sum(loss, axis=-1) / ops.cast(ops.shape(loss)[-1], loss.dtype)
+        kept = ops.sum(ops.cast(keep, loss.dtype), axis=-1)
+        per_sample = ops.sum(loss, axis=-1) / ops.maximum(kept, 1.0)
+        # a sample with no kept label leaves the mean-like reductions' count (as Keras's ignore_class)
+        set_keras_mask(per_sample, mask=kept > 0)
+        return per_sample
 
     def get_config(self):
         config = super().get_config()
@@ -153,6 +228,8 @@ class BinaryFocalLoss(keras.losses.Loss):
             gamma=self.gamma,
             from_logits=self.from_logits,
             label_smoothing=self.label_smoothing,
+            pos_weight=self.pos_weight,
+            ignore_index=self.ignore_index,
         )
         return config
 

@@ -575,3 +575,167 @@ def test_conformance_checker_on_this_backend(backend):
     report = check_sigmoid_focal_loss(one_minus_sigmoid, framework="keras")
     assert not report.passed and "saturated logits" in report.failed_regions
     assert report.row("moderate logits").status == "pass"
+
+
+# ----------------------------------------------------------------------------------------------
+# BinaryFocalLoss's pos_weight and ignore_index (issue 13), and sample_weight in the role of weight
+
+
+def _binary_inputs(seed=31, shape=(6, 4)):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0.0, 4.0, shape)
+    labels = rng.integers(0, 2, shape).astype(np.float64)
+    return logits, labels, 1.0 / (1.0 + np.exp(-logits))
+
+
+@pytest.mark.parametrize("from_logits", [True, False])
+@pytest.mark.parametrize(
+    "pos_weight", [2.5, [0.0, 1.0, 3.0, 1e3], [[0.5], [2.0], [1.0], [0.0], [4.0], [1.0]]]
+)
+def test_binary_focal_loss_class_pos_weight_equals_the_function(from_logits, pos_weight):
+    """Each sample's value is the mean over the last axis of the function with the same pos_weight; the
+    default reduction is the function's mean; the gradient is the function's."""
+    logits, labels, probs = _binary_inputs()
+    inputs = logits if from_logits else probs
+    kw = dict(alpha=0.3, gamma=1.5)
+    fn = fk.sigmoid_focal_loss if from_logits else fk.binary_focal_loss
+    ref_fn = focal_ref.sigmoid_focal_loss if from_logits else focal_ref.binary_focal_loss
+    ref = ref_fn(inputs, labels, pos_weight=np.asarray(pos_weight), **kw)
+    per_sample = fk.BinaryFocalLoss(
+        from_logits=from_logits, pos_weight=pos_weight, reduction="none", dtype="float64", **kw
+    )
+    np.testing.assert_allclose(_numpy(per_sample(labels, inputs)), ref.mean(-1), rtol=1e-13)
+    mean = fk.BinaryFocalLoss(from_logits=from_logits, pos_weight=pos_weight, dtype="float64", **kw)
+    assert float(_numpy(mean(labels, inputs))) == pytest.approx(ref.mean(), rel=REDUCED_RTOL)
+    got, got_grad = _value_and_grad(lambda x: per_sample(_tensor(labels, "float64"), x), inputs, "float64")
+    want, want_grad = _value_and_grad(
+        # sum / 4, not ops.mean: Keras's torch backend takes ops.mean of float64 in float32
+        lambda x: (
+            ops.sum(fn(x, _tensor(labels, "float64"), pos_weight=np.asarray(pos_weight), **kw), axis=-1) / 4.0
+        ),
+        inputs,
+        "float64",
+    )
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(got_grad, want_grad, rtol=1e-13, atol=1e-300)
+    # pos_weight = 1 is no pos_weight; pos_weight = 0 leaves only the negatives' terms
+    ones = fk.BinaryFocalLoss(
+        from_logits=from_logits, pos_weight=1.0, reduction="none", dtype="float64", **kw
+    )
+    plain = fk.BinaryFocalLoss(from_logits=from_logits, reduction="none", dtype="float64", **kw)
+    np.testing.assert_array_equal(_numpy(ones(labels, inputs)), _numpy(plain(labels, inputs)))
+    zero = fk.BinaryFocalLoss(
+        from_logits=from_logits, pos_weight=0.0, reduction="none", dtype="float64", **kw
+    )
+    np.testing.assert_allclose(
+        _numpy(zero(labels, inputs)), ref_fn(inputs, labels, **kw).__mul__(1.0 - labels).mean(-1), rtol=1e-13
+    )
+
+
+@pytest.mark.parametrize("from_logits", [True, False])
+def test_binary_focal_loss_class_ignore_index(from_logits):
+    logits, labels, probs = _binary_inputs(shape=(8, 3))
+    inputs = logits if from_logits else probs
+    ref_fn = focal_ref.sigmoid_focal_loss if from_logits else focal_ref.binary_focal_loss
+    kw = dict(alpha=0.25, gamma=0.5, pos_weight=[1.0, 3.0, 0.5])
+
+    def loss(reduction="sum_over_batch_size", **extra):
+        return fk.BinaryFocalLoss(
+            from_logits=from_logits, ignore_index=-1, reduction=reduction, dtype="float64", **kw, **extra
+        )
+
+    # whole samples ignored (RetinaNet's anchors in the IoU band): exactly the reference's mean and sum
+    whole = labels.copy()
+    whole[[1, 4, 5]] = -1.0
+    ref = ref_fn(inputs, whole, ignore_index=-1, **kw)
+    assert float(_numpy(loss()(whole, inputs))) == pytest.approx(
+        float(ref_fn(inputs, whole, ignore_index=-1, reduction="mean", **kw)), rel=REDUCED_RTOL
+    )
+    assert float(_numpy(loss("mean")(whole, inputs))) == pytest.approx(ref.sum() / 15, rel=REDUCED_RTOL)
+    assert float(_numpy(loss("sum")(whole, inputs))) == pytest.approx(ref.sum() / 3, rel=REDUCED_RTOL)
+    none = _numpy(loss("none")(whole, inputs))
+    np.testing.assert_allclose(none, ref.sum(-1) / 3, rtol=1e-13)
+    assert np.all(none[[1, 4, 5]] == 0.0)
+    # one label per sample, (n,) against a Dense(1) output (n, 1): the reference's mean
+    single = whole[:, 0]
+    want = ref_fn(inputs[:, 0], single, ignore_index=-1, reduction="mean", alpha=0.25, gamma=0.5)
+    got = fk.BinaryFocalLoss(from_logits=from_logits, alpha=0.25, gamma=0.5, ignore_index=-1, dtype="float64")
+    assert float(_numpy(got(single, inputs[:, :1]))) == pytest.approx(float(want), rel=REDUCED_RTOL)
+    # labels ignored within samples: each sample is the mean over its kept labels
+    partial = whole.copy()
+    partial[0, 1] = partial[2, 0] = partial[2, 2] = -1.0
+    ref = ref_fn(inputs, partial, ignore_index=-1, **kw)
+    kept = (partial != -1).sum(-1)
+    row_means = ref.sum(-1) / np.maximum(kept, 1)
+    np.testing.assert_allclose(_numpy(loss("none")(partial, inputs)), row_means, rtol=1e-13)
+    assert float(_numpy(loss()(partial, inputs))) == pytest.approx(
+        row_means[kept > 0].mean(), rel=REDUCED_RTOL
+    )
+    # everything ignored: 0.0, finite; and the gradient at ignored labels is 0
+    assert float(_numpy(loss()(np.full_like(labels, -1.0), inputs))) == 0.0
+    _, grad = _value_and_grad(lambda x: loss("sum")(_tensor(partial, "float64"), x), inputs, "float64")
+    assert np.all(grad[partial == -1] == 0.0) and np.all(np.isfinite(grad))
+    # label smoothing leaves the ignored labels ignored
+    smooth = loss("none", label_smoothing=0.2)(partial, inputs)
+    smoothed = np.where(partial == -1, -1.0, partial * 0.8 + 0.1)
+    want = ref_fn(inputs, smoothed, ignore_index=-1, **kw).sum(-1) / np.maximum(kept, 1)
+    np.testing.assert_allclose(_numpy(smooth), want, rtol=1e-13)
+
+
+@pytest.mark.parametrize("ignore", [None, -1])
+def test_binary_focal_loss_class_sample_weight_is_the_functions_weight(ignore):
+    """Keras's sample_weight (per sample) plays the functions' weight for every reduction Keras offers."""
+    logits, labels, _ = _binary_inputs(seed=32, shape=(7, 4))
+    if ignore is not None:
+        labels[[0, 3]] = -1.0  # whole samples: the Keras mean is then the reference's mean
+    sample_weight = np.random.default_rng(5).uniform(0.0, 3.0, 7)
+    sample_weight[2] = 0.0
+    kw = dict(alpha=0.25, gamma=2.0, pos_weight=[1.0, 2.0, 0.5, 4.0], ignore_index=ignore)
+    ref = focal_ref.sigmoid_focal_loss(logits, labels, weight=sample_weight[:, None], **kw)
+    ref_mean = focal_ref.sigmoid_focal_loss(
+        logits, labels, weight=sample_weight[:, None], reduction="mean", **kw
+    )
+    for reduction, want in (
+        ("sum_over_batch_size", ref_mean),
+        ("sum", ref.sum() / 4),
+        ("none", ref.sum(-1) / 4),
+    ):
+        loss = fk.BinaryFocalLoss(from_logits=True, reduction=reduction, dtype="float64", **kw)
+        rtol = 1e-13 if reduction == "none" else REDUCED_RTOL
+        np.testing.assert_allclose(_numpy(loss(labels, logits, sample_weight=sample_weight)), want, rtol=rtol)
+
+
+def test_binary_focal_loss_class_new_args_config_round_trip_and_bad_values():
+    logits, labels, _ = _binary_inputs(seed=33)
+    labels[0, 0] = -2.0
+    loss = fk.BinaryFocalLoss(
+        alpha=0.4, gamma=1.0, from_logits=True, pos_weight=[1.0, 2.0, 0.1, 5.0], ignore_index=-2
+    )
+    config = loss.get_config()
+    assert config["pos_weight"] == [1.0, 2.0, 0.1, 5.0] and config["ignore_index"] == -2.0
+    for clone in (
+        fk.BinaryFocalLoss.from_config(config),
+        keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss)),
+    ):
+        assert isinstance(clone, fk.BinaryFocalLoss) and clone.get_config() == config
+        np.testing.assert_array_equal(_numpy(clone(labels, logits)), _numpy(loss(labels, logits)))
+    scalar = fk.BinaryFocalLoss(pos_weight=np.float32(2.0)).get_config()
+    assert scalar["pos_weight"] == 2.0 and scalar["ignore_index"] is None
+    assert fk.BinaryFocalLoss().get_config()["pos_weight"] is None
+    for error, kwargs in (
+        (ValueError, dict(pos_weight=-1.0)),
+        (ValueError, dict(pos_weight=[1.0, float("nan")])),
+        (ValueError, dict(pos_weight=np.inf)),
+        (TypeError, dict(pos_weight=True)),
+        (TypeError, dict(pos_weight="balanced")),
+        (TypeError, dict(pos_weight=[1j])),
+        (ValueError, dict(ignore_index=0.5)),
+        (ValueError, dict(ignore_index=float("nan"))),
+        (TypeError, dict(ignore_index="void")),
+        (TypeError, dict(ignore_index=True)),
+    ):
+        name = next(iter(kwargs))
+        with pytest.raises(error, match=name):
+            fk.BinaryFocalLoss(**kwargs)
+    with pytest.raises(ValueError, match="pos_weight"):
+        fk.BinaryFocalLoss(pos_weight=[1.0, 2.0, 3.0])(labels, logits)  # (3,) against (6, 4)
