@@ -61,6 +61,10 @@ def focal_ref_softmax(x, t):
     return ft.softmax_focal_loss(x, t, alpha=None, gamma=GAMMA, reduction="mean", dim=1)
 
 
+def focal_ref_keep_inputs(x, t):
+    return ft.softmax_focal_loss(x, t, alpha=None, gamma=GAMMA, reduction="mean", dim=1, keep="inputs")
+
+
 def cross_entropy(x, t):
     return F.cross_entropy(x, t)
 
@@ -77,6 +81,7 @@ def implementations(target: str):
             impls["kornia"] = lambda x, t: focal_loss(x, t, alpha=None, gamma=GAMMA, reduction="mean")
     impls["cross_entropy"] = cross_entropy
     impls["focal_ref"] = focal_ref_softmax
+    impls["focal_ref keep inputs"] = focal_ref_keep_inputs
     return impls, notes
 
 

@@ -68,6 +68,10 @@ def focal_ref_eager(x, y):
     return ft.sigmoid_focal_loss(x, y, alpha=ALPHA, gamma=GAMMA, reduction="mean")
 
 
+def focal_ref_keep_inputs(x, y):
+    return ft.sigmoid_focal_loss(x, y, alpha=ALPHA, gamma=GAMMA, reduction="mean", keep="inputs")
+
+
 def focal_ref_fused(x, y):
     return ft.sigmoid_focal_loss(x, y, alpha=ALPHA, gamma=GAMMA, reduction="mean", fused=True)
 
@@ -95,6 +99,7 @@ def implementations(fused=True):
             torch.sigmoid(x), y
         )
     impls["focal_ref"] = focal_ref_eager
+    impls["focal_ref keep inputs"] = focal_ref_keep_inputs
     if fused:
         impls["focal_ref fused"] = focal_ref_fused
     return impls, notes
