@@ -739,3 +739,28 @@ def test_binary_focal_loss_class_new_args_config_round_trip_and_bad_values():
             fk.BinaryFocalLoss(**kwargs)
     with pytest.raises(ValueError, match="pos_weight"):
         fk.BinaryFocalLoss(pos_weight=[1.0, 2.0, 3.0])(labels, logits)  # (3,) against (6, 4)
+
+
+def test_binary_focal_loss_class_with_ignore_index_in_compiled_fit_and_evaluate():
+    """Inside Keras's compiled train/test steps (a tf.function graph on TensorFlow): evaluate gives the
+    eager value, fit stays finite, and ignored labels get no gradient."""
+    keras.utils.set_random_seed(1)
+    rng = np.random.default_rng(6)
+    features = rng.normal(size=(64, 4)).astype(np.float32)
+    labels = (features[:, :3] > 0).astype(np.float32)
+    labels[rng.uniform(size=labels.shape) < 0.3] = -1.0
+    labels[:5] = -1.0
+    inputs = keras.Input(shape=(4,))
+    model = keras.Model(inputs, keras.layers.Dense(3)(inputs))
+    loss = fk.BinaryFocalLoss(from_logits=True, pos_weight=[1.0, 4.0, 0.5], ignore_index=-1)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss, jit_compile=False)
+    eager = float(_numpy(loss(labels, model(features))))
+    evaluated = model.evaluate(features, labels, batch_size=64, verbose=0)
+    assert evaluated == pytest.approx(eager, rel=1e-6)
+    history = model.fit(features, labels, batch_size=16, epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    # a model whose only labels are ignored does not move
+    before = [_numpy(w) for w in model.trainable_weights]
+    model.fit(features, np.full_like(labels, -1.0), batch_size=64, epochs=1, verbose=0)
+    for old, new in zip(before, model.trainable_weights):  # noqa: B905
+        np.testing.assert_array_equal(old, _numpy(new))
