@@ -1,7 +1,9 @@
 """Command line: ``python -m focal_ref check package.module:function --kind sigmoid --framework torch``.
 
 Runs :func:`focal_ref.testing.check_sigmoid_focal_loss` (or the softmax check) on the named callable and
-prints the report table. Exit codes:
+prints the report table. ``--second-derivatives`` adds the opt-in second-derivative region; ``--arguments``
+(sigmoid only) adds :data:`focal_ref.testing.ARGUMENT_REGIONS`, the sigmoid family's ``weight``,
+``pos_weight`` and ``ignore_index`` (a callable without such a keyword gets that row "skipped"). Exit codes:
 
 * 0 -- the check passed;
 * 1 -- the check ran and failed (a region FAILed);
@@ -22,7 +24,14 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
-from .testing import ALL_REGIONS, REGIONS, check_sigmoid_focal_loss, check_softmax_focal_loss, load_callable
+from .testing import (
+    ALL_REGIONS,
+    ARGUMENT_REGIONS,
+    REGIONS,
+    check_sigmoid_focal_loss,
+    check_softmax_focal_loss,
+    load_callable,
+)
 
 EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_IMPORT = 0, 1, 2, 3
 
@@ -55,14 +64,20 @@ def _parser() -> argparse.ArgumentParser:
         "--skip",
         action="append",
         default=[],
-        choices=REGIONS,
+        choices=REGIONS + ARGUMENT_REGIONS,
         metavar="REGION",
-        help=f"leave a region out (repeatable): one of {', '.join(REGIONS)}",
+        help=f"leave a region out (repeatable): one of {', '.join(REGIONS + ARGUMENT_REGIONS)}",
     )
     check.add_argument(
         "--second-derivatives",
         action="store_true",
         help="also check second derivatives through the framework's autodiff (opt-in region)",
+    )
+    check.add_argument(
+        "--arguments",
+        action="store_true",
+        help="also check the keyword arguments weight, pos_weight and ignore_index, called as fn(logits, "
+        "targets, *, alpha, gamma, reduction=..., <argument>=...) (opt-in regions; --kind sigmoid only)",
     )
     return parser
 
@@ -110,6 +125,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         0
     """
     args = _parser().parse_args(argv)
+    if args.arguments and args.kind != "sigmoid":
+        print(
+            "focal_ref check: --arguments (weight, pos_weight, ignore_index) applies to --kind sigmoid only",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     if os.getcwd() not in sys.path:
@@ -126,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return code
     check = check_sigmoid_focal_loss if args.kind == "sigmoid" else check_softmax_focal_loss
     regions = [*REGIONS, *ALL_REGIONS[len(REGIONS) :]] if args.second_derivatives else list(REGIONS)
+    if args.arguments:
+        regions += ARGUMENT_REGIONS
     try:
         report = check(
             fn,
