@@ -36,7 +36,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_torch import _device_name, copy_bandwidth, saved_bytes, time_interleaved  # noqa: E402
+import bench_torch  # noqa: E402
+from bench_torch import _device_name, saved_bytes  # noqa: E402
 
 import focal_ref.torch as ft  # noqa: E402
 
@@ -131,8 +132,8 @@ def run(shapes=CPU_SHAPES, targets=TARGETS, reps=7, device="cpu", out=print, sam
             x, t = make_data(shape, target, device)
             n = x.numel()
             kept = {name: saved_bytes(fn, x, t) / n for name, fn in impls.items()}
-            medians = time_interleaved(impls, x, t, reps, sample_elements)
-            copy = copy_bandwidth(n, device)
+            medians = bench_torch.time_interleaved(impls, x, t, reps, sample_elements)
+            copy = bench_torch.copy_bandwidth(n, device)
             must = must_move_bytes(x, t)
             for name in impls:
                 achieved = must * n / medians[name]

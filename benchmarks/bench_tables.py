@@ -113,7 +113,9 @@ def timing_tables(data: dict) -> str:
     rows = [row for row in _normalized(data["rows"]) if "ms" in row]
     out = [
         f"Measured {data.get('date', 'date unknown')} on {data['device']}, torch {data['torch']}, float32, "
-        f"median of {data.get('reps', '?')} interleaved rounds; cells: ms (ratio to "
+        f"median of {data.get('reps', '?')} interleaved rounds"
+        + (", CPU time of the thread" if data.get("clock") == "cpu" else "")
+        + "; cells: ms (ratio to "
         "torchvision's formula for the sigmoid, to the plain formula for the softmax); "
         "fraction of a same-device copy in brackets where measured."
     ]

@@ -135,6 +135,13 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
+CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
+"""wall: elapsed time (the default). cpu: this thread's CPU time, user + system (page faults included):
+on a shared CPU with one thread it leaves out the time the thread waits for a core, so that other
+load moves the ratios less; meaningless for CUDA (the host thread waits)."""
+clock = CLOCKS["wall"]
+
+
 def time_interleaved(impls, x, y, reps, sample_elements=1_000_000):
     """Median seconds of one forward+backward per implementation, rounds interleaved A B C A B C.
 
@@ -147,13 +154,13 @@ def time_interleaved(impls, x, y, reps, sample_elements=1_000_000):
     for round_ in range(reps + 1):  # round 0 warms up and is dropped
         for name, fn in impls.items():
             _sync(device)
-            start = time.perf_counter()
+            start = clock()
             for _ in range(inner):
                 x.grad = None
                 fn(x, y).backward()
             _sync(device)
             if round_:
-                times[name].append((time.perf_counter() - start) / inner)
+                times[name].append((clock() - start) / inner)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
@@ -165,10 +172,10 @@ def copy_bandwidth(n, device, reps=10):
     _sync(device)
     times = []
     for _ in range(reps):
-        start = time.perf_counter()
+        start = clock()
         dst.copy_(src)
         _sync(device)
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return 2 * 4 * n / statistics.median(times)
 
 
@@ -265,10 +272,20 @@ def main(argv=None):
         default=1e6,
         help="below this many elements one timing sample averages several calls (default 1e6)",
     )
+    parser.add_argument(
+        "--clock",
+        choices=tuple(CLOCKS),
+        default="wall",
+        help="wall: elapsed time (default); cpu: the thread's CPU time (one thread on a shared CPU)",
+    )
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.clock == "cpu" and (torch.device(args.device).type != "cpu" or torch.get_num_threads() != 1):
+        parser.error("--clock cpu measures one CPU thread: use it with --device cpu --threads 1")
+    global clock
+    clock = CLOCKS[args.clock]
     sizes = [1e4, 1e5, 1e6] if args.quick else [float(s) for s in args.sizes.split(",")]
     if args.gpu_sizes:
         sizes = [1e6, 16e6, 64e6]
@@ -278,6 +295,7 @@ def main(argv=None):
         device=_device_name(args.device),
         torch=torch.__version__,
         reps=reps,
+        clock=args.clock,
         date=time.strftime("%Y-%m-%d", time.gmtime()),
     )
 
@@ -299,6 +317,8 @@ def main(argv=None):
         save()
     if args.loss in ("softmax", "all"):
         import bench_softmax
+
+        bench_softmax.bench_torch.clock = clock  # run as a script, this module is __main__, not bench_torch
 
         shapes = bench_softmax.GPU_SHAPES if args.gpu_sizes else bench_softmax.CPU_SHAPES
         if args.softmax_shapes:
