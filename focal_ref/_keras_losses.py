@@ -39,11 +39,8 @@ def _check_label_smoothing(label_smoothing) -> float:
 
 
 def _check_pos_weight(pos_weight):
-    """``pos_weight``: None, or a number or (nested) sequence/array of real numbers, finite, >= 0.
-
-    Returns the float64 array passed to the functions (a Python list would reach them as floatx, rounding
-    e.g. 0.1 in float32) and its JSON form for ``get_config`` (a float or nested lists).
-    """
+    """``pos_weight`` (None, or real numbers, finite, >= 0) as (the float64 array the functions get, its
+    JSON form for ``get_config``); a Python list would reach the functions as floatx (0.1 rounded)."""
     if pos_weight is None:
         return None, None
     if isinstance(pos_weight, bool):
@@ -119,20 +116,18 @@ class BinaryFocalLoss(keras.losses.Loss):
     ``(n,)`` with predictions ``(n, 1)`` (a ``Dense(1)`` output) are n samples, as in Keras (its
     ``squeeze_or_expand_to_same_rank``).
 
-    Per-element weights: Keras's own ``sample_weight`` (at call time) plays the role of the functions'
-    ``weight``. Keras applies it per sample: ``loss(y, x, sample_weight=s)`` with ``"sum_over_batch_size"``
-    equals ``sigmoid_focal_loss(x, y, weight=s[:, None], reduction="mean")``, ``"sum"`` equals the
-    function's ``"sum"`` divided by the size of the last axis, and ``"none"`` gives s times each sample's
-    mean. A weight that differs within a sample needs the function.
+    Keras's own ``sample_weight`` (at call time, per sample) plays the functions' ``weight``:
+    ``loss(y, x, sample_weight=s)`` with ``"sum_over_batch_size"`` is ``sigmoid_focal_loss(x, y,
+    weight=s[:, None], reduction="mean")``, ``"sum"`` the function's ``"sum"`` over the size of the last
+    axis, ``"none"`` s times each sample's mean. A weight varying within a sample needs the function.
 
-    ``ignore_index`` (a number outside [0, 1], e.g. -1): labels equal to it give 0 (also in the gradient)
-    and leave the count. A sample's value is the mean over its kept labels, and a sample with no kept label
-    is masked out of the mean-like reductions (as Keras's ``ignore_class`` masks samples, with a Keras mask
-    combined with any mask on ``y_pred``); with every label ignored the loss is 0.0. So
-    ``"sum_over_batch_size"`` equals the reference's ``"mean"`` (sum / number of kept labels) whenever
-    every sample keeps the same number of labels (one label per sample, or whole samples ignored, as
-    RetinaNet's anchors in the IoU band); otherwise it is the mean over samples of each sample's mean,
-    since Keras reduces per sample. ``label_smoothing`` leaves ignored labels as they are.
+    ``ignore_index`` (e.g. -1): labels equal to it give 0 (also in the gradient) and leave the count. A
+    sample's value is the mean over its kept labels; a sample with none is masked out of the mean-like
+    reductions (a Keras mask, as ``ignore_class``), and with every label ignored the loss is 0.0. So
+    ``"sum_over_batch_size"`` is the reference's ``"mean"`` (sum / number of kept labels) when every sample
+    keeps as many labels (one label per sample, or whole samples ignored, as RetinaNet's anchors in the IoU
+    band), else the mean over samples of each one's mean (Keras reduces per sample). ``label_smoothing``
+    leaves ignored labels alone.
 
     The same contract as ``focal_ref.torch.BinaryFocalLoss`` (API decision 1): ``from_logits=False`` (the
     default, as Keras) takes probabilities; ``BinaryFocalLoss(from_logits=True)`` equals
@@ -153,8 +148,7 @@ class BinaryFocalLoss(keras.losses.Loss):
         reduction: as in ``keras.losses.Loss``.
         name: as in ``keras.losses.Loss``.
         dtype: as in ``keras.losses.Loss``.
-        pos_weight: w_+ >= 0, finite: a number or an array broadcastable to ``y_pred`` (typically per class,
-            shape (C,)); ``None`` for 1.
+        pos_weight: w_+ >= 0, finite, broadcastable to ``y_pred`` (typically per class, (C,)); None for 1.
         ignore_index: a finite number outside [0, 1] marking labels to leave out; ``None`` for none.
 
     Returns:
@@ -162,9 +156,8 @@ class BinaryFocalLoss(keras.losses.Loss):
         ``reduction=None``/``"none"``).
 
     Raises:
-        ValueError: a bad ``alpha``, ``gamma``, ``label_smoothing``, ``reduction``, ``pos_weight`` (negative
-            or not finite; its shape is checked against ``y_pred`` at the call) or ``ignore_index`` (in
-            [0, 1] or not finite).
+        ValueError: a bad ``alpha``, ``gamma``, ``label_smoothing``, ``reduction``, ``pos_weight`` (its shape
+            is checked against ``y_pred`` at each call) or ``ignore_index``.
         TypeError: an argument of the wrong type.
 
     Example:
@@ -290,10 +283,8 @@ class CategoricalFocalLoss(keras.losses.Loss):
         dtype=None,
     ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
-            raise TypeError(
-                f"axis must be an int, got {type(axis).__name__}"
-            )  # its range is checked per call
+        if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):  # its range: at each call
+            raise TypeError(f"axis must be an int, got {type(axis).__name__}")
         self.alpha = check_class_alpha_spec(alpha)
         self.gamma = check_gamma(gamma)
         self.from_logits = bool(from_logits)
@@ -407,8 +398,7 @@ class SparseCategoricalFocalLoss(CategoricalFocalLoss):
 
     def get_config(self):
         config = super().get_config()
-        config.pop(
-            "label_smoothing"
-        )  # integer labels: no smoothing (Keras's SparseCategoricalCrossentropy has none)
+        # integer labels: no smoothing (Keras's SparseCategoricalCrossentropy has none)
+        config.pop("label_smoothing")
         config.update(ignore_index=self.ignore_index)
         return config
