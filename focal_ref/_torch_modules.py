@@ -101,9 +101,11 @@ class SigmoidFocalLoss(_FocalModule):
         \mathrm{CE}_i = -[w_+ y_i \log p_i + (1-y_i)\log(1-p_i)]
 
     (Lin et al. 2017, https://arxiv.org/abs/1708.02002, with ``BCEWithLogitsLoss``'s ``weight`` and
-    ``pos_weight``; kornia's ``BinaryFocalLossWithLogits`` takes the same three arguments). ``weight`` and
-    ``pos_weight`` are buffers, as in ``BCEWithLogitsLoss``: ``.to()`` moves and converts them and the
-    ``state_dict`` holds them. With all three ``None`` the loss is the plain one.
+    ``pos_weight``). ``weight`` and ``pos_weight`` are buffers, as in ``BCEWithLogitsLoss``: ``.to()`` moves
+    and converts them and the ``state_dict`` holds them. With all three ``None`` the loss is the plain one.
+    kornia's ``BinaryFocalLossWithLogits`` takes the same three arguments and gives the same values on hard
+    labels, except that its (C,) weights act along dim 1 (here they broadcast from the right: pass
+    (C, 1, 1) for a (N, C, H, W) map) and its ``"mean"`` keeps ignored elements in the count.
 
     Args:
         alpha: weight of the positive class in [0, 1]; ``None`` for no weighting.
