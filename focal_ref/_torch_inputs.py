@@ -29,11 +29,11 @@ def float_input(value: Any, name: str) -> torch.Tensor:
     return tensor
 
 
-def no_target_grad(targets: torch.Tensor) -> None:
+def no_target_grad(targets: torch.Tensor, name: str = "targets") -> None:
     if targets.requires_grad:
         raise ValueError(
-            "targets must not require grad: focal_ref.torch differentiates with respect to the "
-            "logits/probs only; pass targets.detach()"
+            f"{name} must not require grad: focal_ref.torch differentiates with respect to the "
+            f"logits/probs only; pass {name}.detach()"
         )
 
 
@@ -96,7 +96,7 @@ def sigmoid_extras(
         tensor = value if isinstance(value, torch.Tensor) else torch.as_tensor(value)
         if tensor.is_complex() or tensor.dtype == torch.bool:
             raise TypeError(f"{name} must be real numbers, got dtype {tensor.dtype}")
-        no_target_grad(tensor)
+        no_target_grad(tensor, name)
         try:
             shape = torch.broadcast_shapes(tensor.shape, x.shape)
         except RuntimeError:

@@ -262,3 +262,10 @@ def test_keep_must_be_derivative_or_inputs():
             ft.sigmoid_focal_loss(x, y, keep=bad)
         with pytest.raises(ValueError, match="keep"):
             ft.softmax_focal_loss(torch.zeros(3, 2), torch.zeros(3, dtype=torch.long), keep=bad)
+
+
+def test_a_weight_that_requires_grad_is_named():
+    x, y = torch.zeros(2, 3), torch.ones(2, 3)
+    for name in ("weight", "pos_weight"):
+        with pytest.raises(ValueError, match=f"^{name} must not require grad"):
+            ft.sigmoid_focal_loss(x, y, **{name: torch.ones(3, requires_grad=True)})
