@@ -131,9 +131,10 @@ def _factor_underflows(shift: torch.Tensor, f: torch.Tensor, wg: torch.Tensor) -
     """Whether f = wg_t / s went subnormal where wg_t did not (unshifted sums s can be large, up to the
     dtype's max): then K / s is formed first (p_j, normal), and times wg_t. With the row max as shift
     s <= C, and f is subnormal only where the whole gradient row is."""
-    if shift.ndim != 0 or f.numel() == 0:
+    tiny = torch.finfo(f.dtype).tiny
+    if shift.ndim != 0 or f.numel() == 0 or not min_is(f, tiny):  # the common case: one cheap min
         return False
-    return bool(((f < torch.finfo(f.dtype).tiny) & (wg > 0)).any())
+    return bool(((f < tiny) & (wg > 0)).any())
 
 
 def softmax_index_factored(
@@ -273,8 +274,14 @@ def two_class_index_kernel(
     total = others + e_t
     f = wg / total
     d_o = others.div_(total).mul_(wg) if _factor_underflows(shift, f, wg) else others.mul_(f)  # S f
-    d1 = d_o.mul_(is_1.mul_(-2.0).add_(1.0))  # dFL/dx_1: -S f where t = 1, else S f
-    return loss, _two_class_pair(d1, dim, x)
+    sign = is_1.mul_(-2.0).add_(1.0)  # dFL/dx_1: -S f where t = 1, else S f
+    if wrapped(d_o) or torch.compiler.is_compiling():
+        d1 = d_o.mul_(sign)
+        return loss, torch.cat([d1.neg(), d1], dim)
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)  # written once, in place
+    d1 = torch.mul(d_o, sign, out=out.narrow(dim, 1, 1))
+    torch.neg(d1, out=out.narrow(dim, 0, 1))
+    return loss, out
 
 
 def _two_class_pair(d1: torch.Tensor, dim: int, like: torch.Tensor) -> torch.Tensor:
