@@ -39,6 +39,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import statistics
 import sys
 import time
@@ -297,6 +299,8 @@ def main(argv=None):
         reps=reps,
         clock=args.clock,
         date=time.strftime("%Y-%m-%d", time.gmtime()),
+        command=" ".join(["bench_torch.py", *(sys.argv[1:] if argv is None else argv)]),
+        machine=dict(platform=platform.platform(), processor=platform.machine(), cpus=os.cpu_count()),
     )
 
     def save():  # after each loss, so that a run cut short keeps what it measured
