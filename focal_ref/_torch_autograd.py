@@ -6,7 +6,9 @@ themselves, which autograd holds by reference, never copied; counted by
 
 * **First order, the default** (``backward()``, ``autograd.grad``): the forward pass computes the
   loss and its derivative D together in closed form and keeps D: 4 B/element in float32 (also for
-  float16/bfloat16 input, computed in float32), 8 in float64. Backward is one multiply, grad * D.
+  float16/bfloat16 input, computed in float32), 8 in float64. Backward is one multiply, grad * D, or
+  none: when the incoming gradient is exactly 1 on CPU (``loss.backward()`` of a mean or sum, whose
+  1/N is taken inside the Function) D itself is the gradient.
 * **First order, keep="inputs"**: nothing beyond the inputs (0 B/element); backward recomputes D
   from the logits and targets.
 * **Second order** (``create_graph=True``, ``autograd.functional.hessian``, ``gradgradcheck``, and
@@ -19,34 +21,14 @@ themselves, which autograd holds by reference, never copied; counted by
   loss is the input tangent times D (summed over the class axis for per-sample losses).
 * **vmap** (``torch.func.vmap``, per-sample gradients): a generated rule (``generate_vmap_rule``).
 
-Third derivatives are autograd of the closed-form second derivative, untested.
+Third derivatives raise a clear RuntimeError (reverse and forward mode, nested torch.func transforms
+included; ``tests/test_torch_autograd.py``): the closed-form second derivative is a value.
 
-Keep D or keep nothing (measured with ``time.thread_time``, 1 thread, float32, "mean", gamma = 2,
-forward + backward, medians of 11 interleaved rounds, on the project's shared 2-core CPU; ratios to the
-plain formula differentiated by autograd: torchvision's for sigmoid, ``log_softmax``/``gather``/
-``expm1``/``pow`` for softmax). "warm": after the 4M-element sigmoid runs in the same process, so glibc
-has raised its mmap threshold and fresh tensors of these sizes come from the heap; "cold": a fresh
-process, where every fresh tensor of a few MiB is mmapped and its pages faulted in (then a fresh tensor
-costs several times the arithmetic that fills it, which is why the kernels reuse buffers)::
-
-    loss, shape                           keep D warm   keep D cold   keep nothing warm
-    sigmoid, 4M elements                  0.44x         -             0.68x
-    softmax index, (4,19,128,128), dim 1  1.02x         0.73x         1.60x
-    softmax index, (65536,19)             0.89x         0.72x         1.45x
-    softmax index, (1024,1000)            1.01x         1.06x         1.58x
-    softmax prob,  (4,19,128,128), dim 1  1.08x         0.91x         1.46x
-    softmax prob,  (65536,19)             1.20x         1.11x         1.69x
-    softmax prob,  (1024,1000)            1.29x         0.79x         1.76x
-
-Kept bytes per element (float32, counted as ``tests/test_torch.py`` does): 4.0 for every path here;
-the plain formula keeps 4.84 (index, C = 19), 4.02 (index, C = 1000) and 16.0 (probability targets).
-Recomputing costs ~50-70% more time for 4 bytes/element less, so keeping D is the default;
-keep-nothing (``Spec.keep_grad=False``) stays internal. Before this version the index path was
-1.05x-1.13x warm and the probability path 1.34x-2.6x. The index path is one unshifted exponential
-(shifted by the row max only where the logits' range needs it), one sum of the other classes, and D
-multiplied out in place; the probability path pays for the exact heaviest-class sums next to one-hot
-(two argmax-like passes, ~20 passes over the logits' size in all). The issue-14 target (0.8x at every
-shape) is met only in a cold process: index targets at C = 19, probability targets at C = 1000.
+Keep D or keep nothing: ``keep="derivative"`` (the default) or ``keep="inputs"`` on the public
+losses. Both give the same bits; keeping nothing saves 4 bytes per element (float32) and runs the
+kernel again in backward. The time that costs is measured by ``benchmarks/bench_torch.py`` (rows
+"focal_ref" and "focal_ref keep inputs") and shown, from a stored run, in the book's "Making it fast"
+chapter and in benchmarks/README.md (written by ``scripts/update_tables.py``); no figure is typed here.
 """
 
 from __future__ import annotations
@@ -410,6 +392,42 @@ class _Focal(torch.autograd.Function):
         return loss_t, None
 
 
+_NO_THIRD_ORDER = ("sigmoid", "binary", "star", "softmax", "categorical")
+"""Every family: the closed-form second derivative is not differentiated again (in place, and nested
+torch.func transforms do not differentiate through a custom Function's jvp: a third derivative by
+jacfwd(hessian) came out silently wrong for the out-of-place families too)."""
+
+
+_THIRD_ORDER = (
+    "focal_ref.torch: third and higher derivatives of the focal losses are not implemented; their "
+    "second derivative is closed form and is not differentiated again. Differentiate at most twice "
+    "(backward, double backward, torch.func.hessian)."
+)
+
+
+class _HessianTimes(torch.autograd.Function):
+    """H v of the closed form as a value: differentiating it (a third derivative, by reverse or forward
+    mode, nested torch.func transforms included) raises a clear error instead of a wrong number."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x, target, v, weight: Extra, pos_weight: Extra, spec: Spec) -> torch.Tensor:
+        return hessian_times(spec, x, target, v, weight, pos_weight)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        raise RuntimeError(_THIRD_ORDER)
+
+    @staticmethod
+    def jvp(ctx, *tangents):
+        raise RuntimeError(_THIRD_ORDER)
+
+
 class _FocalBackward(torch.autograd.Function):
     """grad * D as a differentiable function of (x, grad): its derivatives use the closed-form Hessian."""
 
@@ -432,7 +450,7 @@ class _FocalBackward(torch.autograd.Function):
     def _hvp(ctx, x, target, weight, pos_weight, grad_loss, d, v):
         spec = ctx.spec
         compute = x.to(d.dtype)
-        hv = hessian_times(spec, compute, target, v.to(d.dtype), weight, pos_weight)
+        hv = _HessianTimes.apply(compute, target, v.to(d.dtype), weight, pos_weight, spec)
         return _expand(spec, grad_loss.to(d.dtype)) * hv
 
     @staticmethod

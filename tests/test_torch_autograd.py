@@ -326,3 +326,28 @@ def test_keep_nothing_path_recomputes_the_same_gradient():
         )
         ag.apply(lazy, target, dataclasses.replace(spec, keep_grad=False)).backward()
         torch.testing.assert_close(lazy.grad, leaf.grad, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("case", range(N_LOSSES))
+def test_third_derivatives_raise_clearly(case):
+    # the second derivative is right (gradcheck of the gradient); a third, by double backward with
+    # create_graph or by nested torch.func transforms, raises instead of giving a number: before, the
+    # forward-over-second-order one (jacfwd(hessian)) came out silently wrong
+    name, fn, inputs = _all_losses()[case]
+
+    def gradient(v):
+        return torch.autograd.grad(fn(v).sum(), v, create_graph=True)[0]
+
+    def total(v):
+        return fn(v).sum()
+
+    leaf = inputs.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(gradient, (leaf,), eps=1e-6, atol=1e-6, rtol=1e-5), name
+    third = (
+        lambda: torch.autograd.gradgradcheck(gradient, (leaf,), eps=1e-6, atol=1e-5, rtol=1e-4),
+        lambda: torch.func.jacfwd(torch.func.hessian(total))(inputs),
+        lambda: torch.func.jacrev(torch.func.hessian(total))(inputs),
+    )
+    for compute in third:
+        with pytest.raises(RuntimeError, match="third and higher derivatives"):
+            compute()
