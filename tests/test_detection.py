@@ -388,3 +388,18 @@ def test_threshold_record_at_the_papers_threshold_is_the_training_runs_ap():
     assert at["0.001"]["AP50"] >= at["0.05"]["AP50"] - 1e-12  # more detections, never fewer recalled
     q = rec["positive_score_quantiles"]
     assert 0.0 < q[0] <= q[1] <= q[2] <= rec["max_score"] <= 1.0
+
+
+def test_each_stored_wins_file_holds_the_runs_wins_runs_names():
+    import json
+    from pathlib import Path
+
+    from focal_ref.detection import sweeps
+
+    results = Path(__file__).resolve().parent.parent / "book" / "tuning" / "results"
+    for name, (seeds, names, bands) in sweeps.WINS_RUNS.items():
+        payload = json.loads((results / name).read_text())
+        expected = sweeps.wins_configs(seeds, names, bands)
+        assert [r["key"] for r in payload["records"]] == [k for k, _ in expected], name
+        assert [DetectorConfig.from_dict(r["config"]) for r in payload["records"]] == [c for _, c in expected]
+        assert payload["provenance"]["seeds"] == list(seeds)

@@ -50,13 +50,16 @@ WINS_SETTINGS = ("crowded", "one_object", "sparser")
 """The settings the stored "where FL wins" results were run on (``sparse`` is defined, not run: compute)."""
 EXTRA_WINS_SETTINGS = ("dense_sparsest",)
 """Settings added later (detection_wins_extra.json), above :data:`WINS_SETTINGS` on the ladder."""
-BAND_OFF_SETTINGS = ("crowded", "sparser")
-"""The settings also run without the ignore band (ends of the 300-step ladder; the top rung not: compute)."""
+BAND_OFF_SETTINGS = ("crowded", "sparser", "dense_sparsest")
+"""The settings also run without the ignore band (the ends of the 300-step ladder, and the top rung)."""
 
 WINS_RUNS: dict[str, tuple[tuple[int, ...], tuple[str, ...], tuple[bool, ...]]] = {
     "detection_wins.json": ((0, 1), WINS_SETTINGS, (True, False)),
     "detection_wins_extra.json": ((0, 1, 2), EXTRA_WINS_SETTINGS, (True,)),
     "detection_wins_seed2.json": ((2,), ("sparser",), (True,)),
+    "detection_wins_seed2_dense.json": ((2,), ("crowded", "one_object"), (True,)),
+    "detection_wins_extra_bandoff.json": ((0,), EXTRA_WINS_SETTINGS, (False,)),
+    "detection_wins_extra_bandoff_seed1.json": ((1,), EXTRA_WINS_SETTINGS, (False,)),
 }
 """The result files of the "where FL wins" experiment: the (seeds, settings, bands) each one holds."""
 
