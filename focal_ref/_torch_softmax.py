@@ -15,19 +15,21 @@ import torch
 from ._torch_kernels import Pair, _into, class_view, class_weights, min_is, power, wrapped
 
 
-def first_argmax(values: torch.Tensor, dim: int) -> torch.Tensor:
+def first_argmax(values: torch.Tensor, dim: int, scratch: torch.Tensor | None = None) -> torch.Tensor:
     """``values.argmax(dim, keepdim=True)`` (the first of tied maxima) from fast elementwise passes.
 
     PyTorch's CPU argmax along an inner axis is slow (12 ms for (4, 19, 128, 128) along dim 1, where
     ``amax`` takes 0.2 ms): here sign(v - max) + 1 marks the maxima with 1, times the ranks C, ..., 1
     by position, and the max of that is the first maximum's rank. A row with a NaN (or all -inf) gets
-    class 0; its values are NaN anyway.
+    class 0; its values are NaN anyway. ``scratch``: a dead buffer of ``values``' shape for the marks.
     """
     classes = values.shape[dim]
     if values.device.type != "cpu" or classes >= 1 << 24 or wrapped(values):
         return values.argmax(dim, keepdim=True)
     rank = class_view(torch.arange(classes, 0, -1, dtype=values.dtype), values.ndim, dim)
-    marks = torch.sub(values, values.amax(dim, keepdim=True)).sign_().add_(1.0).mul_(rank)
+    top = values.amax(dim, keepdim=True)
+    marks = torch.sub(values, top) if scratch is None else _into(torch.sub, values, top, out=scratch)
+    marks.sign_().add_(1.0).mul_(rank)
     first = marks.amax(dim, keepdim=True).neg_().add_(classes).nan_to_num_(0.0)
     return first.clamp_(0, classes - 1).long()
 
@@ -48,10 +50,20 @@ def log_softmax_parts(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Te
     return log_p, u
 
 
-def focal_h(p: torch.Tensor, log_p: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """h = -p log p / u in [0, 1], with its limit 1 where u = 0 and 0 where p underflowed to 0."""
-    if not min_is(log_p, -math.inf) and not min_is(u, 0.0):
-        return (p * log_p).div_(u).neg_()  # no log p = -inf, no u = 0: no guard needed
+def focal_h(
+    p: torch.Tensor,
+    log_p: torch.Tensor,
+    u: torch.Tensor,
+    out: torch.Tensor | None = None,
+    log_p_finite: bool | None = None,
+) -> torch.Tensor:
+    """h = -p log p / u in [0, 1], with its limit 1 where u = 0 and 0 where p underflowed to 0.
+
+    ``out``: a dead buffer for the result where no guard is needed; ``log_p_finite``: the caller already
+    knows whether log p has a -inf (saves a pass)."""
+    finite = not min_is(log_p, -math.inf) if log_p_finite is None else log_p_finite
+    if finite and not min_is(u, 0.0):  # no log p = -inf, no u = 0: no guard needed
+        return (p * log_p if out is None else _into(torch.mul, p, log_p, out=out)).div_(u).neg_()
     p_log_p = p * torch.where(p > 0, log_p, 0.0)
     return torch.where(u > 0, -p_log_p / torch.where(u > 0, u, 1.0), 1.0)
 
@@ -87,19 +99,27 @@ def dense_weights(
 
 
 def others_sum(
-    values: torch.Tensor, dim: int, signed: bool = False, k: torch.Tensor | None = None
+    values: torch.Tensor,
+    dim: int,
+    signed: bool = False,
+    k: torch.Tensor | None = None,
+    scratch: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """sum_{c != j} values_c for each j, without cancelling next to a one-hot row.
 
     Not as sum - values_j: that cancels when one class holds nearly all of the sum (a soft target next
     to one-hot). With k the entry of largest magnitude and rest the sum without it, the result is rest
     at k and values_k + (rest - values_j) elsewhere (the reference's heaviest-class form; exact for
-    one-hot rows). ``k``: the excluded class (dim kept), if the caller has a better one.
+    one-hot rows). ``k``: the excluded class (dim kept), if the caller has a better one; ``scratch``:
+    a dead buffer of ``values``' shape, which becomes the result.
     """
     if k is None:
         k = first_argmax(values.abs() if signed else values, dim)
     top = values.gather(dim, k)
-    without_top = values.scatter(dim, k, 0.0)
+    if scratch is None or wrapped(values) or torch.compiler.is_compiling():
+        without_top = values.scatter(dim, k, 0.0)
+    else:
+        without_top = scratch.copy_(values).scatter_(dim, k, 0.0)
     rest = without_top.sum(dim, keepdim=True)
     return _into(torch.sub, rest, values, out=without_top).add_(top).scatter_(dim, k, rest)
 
@@ -314,8 +334,11 @@ def softmax_prob_kernel(
             return pair
     weights = class_weights(alpha, x)
     w = y if weights is None else y * class_view(weights, x.ndim, dim)
-    k = first_argmax(x, dim)
-    log_p = torch.sub(x, x.gather(dim, k))
+    # five buffers of the logits' size in all, each reused once its value is dead: on CPU a fresh one
+    # costs more than the arithmetic that fills it (its pages are faulted in)
+    log_p = torch.empty_like(x)
+    k = first_argmax(x, dim, scratch=log_p)
+    log_p = _into(torch.sub, x, x.gather(dim, k), out=log_p)
     buf = torch.exp(log_p)
     s = buf.scatter_(dim, k, 0.0).sum(dim, keepdim=True)
     log_p.sub_(torch.log1p(s))  # at k: 0 - log1p(s)
@@ -330,17 +353,19 @@ def softmax_prob_kernel(
         weight = u.pow(gamma) if gamma != 2.0 else u * u  # a fresh power
         weight.mul_(w)
     terms = torch.mul(weight, log_p)
-    if min_is(log_p, -math.inf):  # 0 * (-inf) on a zero-weight class whose log p overflowed
+    log_p_finite = not min_is(log_p, -math.inf)
+    if not log_p_finite:  # 0 * (-inf) on a zero-weight class whose log p overflowed
         terms = torch.where(w > 0, terms, 0.0)
     loss = terms.sum(dim).neg_().add_(0.0)
     if not need_grad:
         return loss, None
     if gamma != 0.0:
-        weight = weight.mul_(focal_h(p, log_p, u).mul_(gamma).add_(1.0))
+        h = focal_h(p, log_p, u, out=terms, log_p_finite=log_p_finite)
+        weight = weight.mul_(h.mul_(gamma).add_(1.0))
     # the sum over c != j with the logits' argmax k as the excluded class: exact at k; where another
     # class j holds most of the weight, p_j <= 1/2, so -w_j g_j u_j (u_j >= 1/2) dominates that row of
     # the gradient and the sum's cancellation there stays below the row's rounding (no second argmax)
-    rest = others_sum(weight, dim, k=k)
+    rest = others_sum(weight, dim, k=k, scratch=terms)
     return loss, p.mul_(rest).sub_(weight.mul_(u) if gamma != 0.0 else weight * u)
 
 
