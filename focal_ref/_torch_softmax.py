@@ -56,16 +56,20 @@ def focal_h(
     u: torch.Tensor,
     out: torch.Tensor | None = None,
     log_p_finite: bool | None = None,
+    scale: float = -1.0,
 ) -> torch.Tensor:
     """h = -p log p / u in [0, 1], with its limit 1 where u = 0 and 0 where p underflowed to 0.
 
     ``out``: a dead buffer for the result where no guard is needed; ``log_p_finite``: the caller already
-    knows whether log p has a -inf (saves a pass)."""
+    knows whether log p has a -inf (saves a pass); ``scale``: return scale * (p log p / u) instead
+    (-1: h itself; -gamma: gamma h, in the same pass)."""
     finite = not min_is(log_p, -math.inf) if log_p_finite is None else log_p_finite
     if finite and not min_is(u, 0.0):  # no log p = -inf, no u = 0: no guard needed
-        return (p * log_p if out is None else _into(torch.mul, p, log_p, out=out)).div_(u).neg_()
+        p_log_p = p * log_p if out is None else _into(torch.mul, p, log_p, out=out)
+        return p_log_p.div_(u).neg_() if scale == -1.0 else p_log_p.div_(u).mul_(scale)
     p_log_p = p * torch.where(p > 0, log_p, 0.0)
-    return torch.where(u > 0, -p_log_p / torch.where(u > 0, u, 1.0), 1.0)
+    h = torch.where(u > 0, -p_log_p / torch.where(u > 0, u, 1.0), 1.0)
+    return h if scale == -1.0 else h.mul_(-scale)
 
 
 def index_weights(
@@ -118,10 +122,13 @@ def others_sum(
     top = values.gather(dim, k)
     if scratch is None or wrapped(values) or torch.compiler.is_compiling():
         without_top = values.scatter(dim, k, 0.0)
-    else:
-        without_top = scratch.copy_(values).scatter_(dim, k, 0.0)
-    rest = without_top.sum(dim, keepdim=True)
-    return _into(torch.sub, rest, values, out=without_top).add_(top).scatter_(dim, k, rest)
+        rest = without_top.sum(dim, keepdim=True)
+        return _into(torch.sub, rest, values, out=without_top).add_(top).scatter_(dim, k, rest)
+    # k zeroed in ``values`` for the sum and put back (no copy of values); the result in ``scratch``
+    rest = values.scatter_(dim, k, 0.0).sum(dim, keepdim=True)
+    out = torch.sub(rest, values, out=scratch).add_(top).scatter_(dim, k, rest)
+    values.scatter_(dim, k, top)
+    return out
 
 
 def _exp_shift(x: torch.Tensor, dim: int, shifted: bool = False) -> torch.Tensor:
@@ -360,12 +367,13 @@ def softmax_prob_kernel(
     if not need_grad:
         return loss, None
     if gamma != 0.0:
-        h = focal_h(p, log_p, u, out=terms, log_p_finite=log_p_finite)
-        weight = weight.mul_(h.mul_(gamma).add_(1.0))
+        h = focal_h(p, log_p, u, out=terms, log_p_finite=log_p_finite, scale=-gamma)  # -gamma (-h)...
+        weight = weight.mul_(h.add_(1.0))  # ... + 1 = 1 + gamma h
     # the sum over c != j with the logits' argmax k as the excluded class: exact at k; where another
     # class j holds most of the weight, p_j <= 1/2, so -w_j g_j u_j (u_j >= 1/2) dominates that row of
     # the gradient and the sum's cancellation there stays below the row's rounding (no second argmax)
-    rest = others_sum(weight, dim, k=k, scratch=terms)
+    # in place only on our own buffer: with gamma = 0 and no alpha the weight is the caller's target
+    rest = others_sum(weight, dim, k=k, scratch=None if weight is y else terms)
     return loss, p.mul_(rest).sub_(weight.mul_(u) if gamma != 0.0 else weight * u)
 
 

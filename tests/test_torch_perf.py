@@ -269,3 +269,12 @@ def test_a_weight_that_requires_grad_is_named():
     for name in ("weight", "pos_weight"):
         with pytest.raises(ValueError, match=f"^{name} must not require grad"):
             ft.sigmoid_focal_loss(x, y, **{name: torch.ones(3, requires_grad=True)})
+
+
+def test_probability_kernel_leaves_the_targets_untouched():
+    # gamma = 0 without alpha: the weights are the caller's target tensor, which must not be written
+    x = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
+    y = torch.softmax(torch.randn(6, 5, dtype=torch.float64), 1)
+    version, before = y._version, y.clone()
+    ft.softmax_focal_loss(x, y, gamma=0.0, reduction="sum").backward()
+    assert y._version == version and torch.equal(y, before)
