@@ -329,6 +329,18 @@ def test_site_has_every_page(site):
     assert (site / "index.html").exists()
 
 
+def test_site_pastes_values_not_python_reprs(site):
+    # a glued object without a text form pastes as "<IPython.core.display.Markdown object>" (or
+    # "<... object at 0x...>") under {glue:text}: plumbing on show
+    offenders = []
+    for doc in TOC_FILES:
+        for pasted in _soup(_page(site, doc)).select(".pasted-text, .pasted-inline"):
+            text = pasted.get_text()
+            if "object>" in text or " object at 0x" in text:
+                offenders.append(f"{doc}: {text}")
+    assert not offenders, offenders
+
+
 def test_site_loads_nothing_from_the_internet(site):
     offenders = []
     for page in sorted(site.rglob("*.html")):
