@@ -8,7 +8,7 @@ import torch
 from cases import ALPHAS, GAMMAS, sigmoid_cases, softmax_cases
 
 import focal_ref as ref
-import focal_ref._torch_autograd as ag
+import focal_ref._torch_blocks as blocks
 import focal_ref._torch_fused as fused_mod
 import focal_ref._torch_kernels as kern
 import focal_ref.torch as ft
@@ -498,7 +498,7 @@ def test_half_precision_mean_of_many_elements_does_not_overflow(dtype):
 
 def test_cpu_blocks_sum_as_they_go(monkeypatch):
     """A "mean"/"sum" over CPU blocks is added up block by block, with no loss tensor of the input's size."""
-    monkeypatch.setattr(ag, "CPU_BLOCK", 1024)
+    monkeypatch.setattr(blocks, "CPU_BLOCK", 1024)
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(5000, generator=gen, dtype=torch.float64) * 10
     y = torch.rand(5000, generator=gen, dtype=torch.float64)
@@ -682,7 +682,7 @@ def test_cpu_blocks_give_the_values_of_one_call(monkeypatch, loss_fn, kernel):
     Not always the same bits: which elements fall in PyTorch's scalar loop tails (rather than its SIMD
     loops, whose exp/log1p may differ in the last bit) depends on the block boundaries and the layout.
     """
-    monkeypatch.setattr(ag, "CPU_BLOCK", 1024)  # a multiple of every SIMD loop's stride, as the default is
+    monkeypatch.setattr(blocks, "CPU_BLOCK", 1024)  # a multiple of every SIMD loop stride, as the default
     gen = torch.Generator().manual_seed(11)
     base = torch.randn(50, 97, generator=gen) * 12
     inputs = base.T  # non-contiguous (97, 50): 4850 elements, 4 full blocks and one of 754

@@ -11,6 +11,7 @@ import torch
 
 import focal_ref as ref
 import focal_ref._torch_softmax as kern
+import focal_ref._torch_two_class as two
 import focal_ref.torch as ft
 
 RTOL = {torch.float32: 2e-5, torch.float64: 1e-12}
@@ -123,7 +124,7 @@ def test_two_class_index_kernel_matches_general_and_reference(dtype, gamma, spre
         if kwargs.get("ignore_index") is not None:
             t[::3] = -1
         _check(x, t, gamma, **kwargs)
-        fast = kern.two_class_index_kernel(
+        fast = two.two_class_index_kernel(
             x, t, kwargs.get("alpha"), kwargs.get("ignore_index"), gamma, 1, True
         )
         loss, k, f = kern.softmax_index_factored(
@@ -141,13 +142,13 @@ def test_two_class_prob_kernel_against_reference(dtype, gamma, spread):
     x, _, y = _two_class_inputs(dtype, spread)
     for alpha in (None, (0.0, 1.0), (0.25, 0.75)):
         _check(x, y, gamma, alpha=alpha)
-    assert kern.two_class_prob_kernel(x, y, None, gamma, 1, True) is not None  # the fast path ran
+    assert two.two_class_prob_kernel(x, y, None, gamma, 1, True) is not None  # the fast path ran
 
 
 def test_two_class_prob_kernel_leaves_an_infinite_spread_to_the_general_kernel():
     x = torch.tensor([[-3e38, 3e38], [0.0, 1.0]])
     y = torch.tensor([[0.0, 1.0], [0.5, 0.5]])
-    assert kern.two_class_prob_kernel(x, y, None, 2.0, 1, True) is None
+    assert two.two_class_prob_kernel(x, y, None, 2.0, 1, True) is None
     leaf = x.clone().requires_grad_(True)
     loss = ft.softmax_focal_loss(leaf, y, gamma=2.0, reduction="sum")
     loss.backward()
@@ -162,7 +163,7 @@ def test_two_class_prob_kernel_leaves_an_infinite_spread_to_the_general_kernel()
 @pytest.mark.parametrize(("shape", "dim"), [((6, 5, 4, 3), 1), ((30, 19), 1), ((4, 3, 2), 0), ((5, 2, 9), 2)])
 @pytest.mark.parametrize("kind", ["index", "prob"])
 def test_per_sample_blocks_match_one_call_and_reference(monkeypatch, block, shape, dim, kind):
-    import focal_ref._torch_autograd as ag
+    import focal_ref._torch_blocks as ag
 
     g = torch.Generator().manual_seed(block)
     x = torch.randn(shape, generator=g, dtype=torch.float64) * 4
