@@ -265,9 +265,10 @@ def check(out, ref, scale, rtol, atol, what: str, case) -> None:
         )
 
 
-def binary_grad_scale(p, y, kwargs):
+def binary_grad_scale(p, y, kwargs, ref=None):
     """A probability gradient's scale: the sum of its terms' |values|,
-    w alpha_t m^gamma [gamma CE/m + w_+ y/p + (1-y)/(1-p)] (a soft label cancels them)."""
+    w alpha_t m^gamma [gamma CE/m + w_+ y/p + (1-y)/(1-p)] (a soft label cancels them); at least
+    |ref|, the gradient itself, where the sum of terms overflows (p subnormal: y/p beyond the dtype)."""
     alpha, gamma = kwargs.get("alpha", 0.25), kwargs.get("gamma", 2.0)
     y = np.where(y < 0, 0.0, y)  # ignored elements: their gradient is 0 anyway
     w = 1.0 if kwargs.get("weight") is None else kwargs["weight"]
@@ -278,7 +279,8 @@ def binary_grad_scale(p, y, kwargs):
         ce = -(pw * y * np.log(p) + (1 - y) * np.log1p(-p))
         terms = gamma * np.where(m > 0, ce / m, 1.0) + pw * y / p + (1 - y) / (1 - p)
         scale = np.abs(w * a * m**gamma * terms)
-    return np.where(np.isfinite(scale), scale, 0.0)
+    scale = np.where(np.isfinite(scale), scale, 0.0)
+    return scale if ref is None else np.maximum(scale, np.where(np.isfinite(ref), np.abs(ref), 0.0))
 
 
 def sigmoid_scales(x, y, kwargs):
@@ -647,7 +649,7 @@ def test_torch_sigmoid_family(dtype):
             check(
                 grad_p.double().numpy(),
                 dtype_max_ref(ref_gp, dtype),
-                binary_grad_scale(p64, y64, ref_kw_b),
+                binary_grad_scale(p64, y64, ref_kw_b, ref_gp),
                 *tolerance(dtype, "grad"),
                 "binary_focal_loss gradient wrt probs",
                 where,
