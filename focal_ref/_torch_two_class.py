@@ -36,9 +36,9 @@ def two_class_index_kernel(
 ) -> Pair:
     """:func:`softmax_index_factored` for C = 2, with the two classes as views and no gather or scatter.
 
-    The same values (S = e_o, the one other class), picked by ``where``: along a class axis of size 2,
-    PyTorch's CPU gather and scatter cost several elementwise passes each. dFL/dx_o = S f and
-    dFL/dx_t = -S f: one per-sample value, written once into the derivative.
+    The same values (S = e_o, the one other class), picked by an exact ``lerp`` with a 0/1 weight:
+    along a class axis of size 2, PyTorch's CPU gather and scatter cost several elementwise passes
+    each. dFL/dx_o = S f and dFL/dx_t = -S f: one per-sample value, written once into the derivative.
     """
     t, alpha_t = _target_and_weight(index, alpha, ignore_index, x, dim)
     # the choice of class as arithmetic on a 0/1 float (exact: lerp(a, b, 0) = a, lerp(a, b, 1) = b for

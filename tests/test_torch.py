@@ -929,7 +929,9 @@ def test_module_weight_buffers_move_with_to_and_live_in_state_dict():
 
 @CUDA
 def test_module_weight_buffers_move_to_cuda():
-    module = ft.SigmoidFocalLoss(weight=torch.tensor([1.0, 2.0]), pos_weight=torch.tensor([2.0, 1.0])).cuda()
+    module = ft.SigmoidFocalLoss(weight=torch.tensor([1.0, 2.0]), pos_weight=torch.tensor([2.0, 1.0])).to(
+        "cuda"
+    )
     assert module.weight.is_cuda and module.pos_weight.is_cuda
     x, y = torch.randn(3, 2, device="cuda"), torch.randint(0, 2, (3, 2), device="cuda").float()
     cpu = ft.SigmoidFocalLoss(weight=torch.tensor([1.0, 2.0]), pos_weight=torch.tensor([2.0, 1.0]))

@@ -279,3 +279,41 @@ def test_probability_kernel_leaves_the_targets_untouched():
     version, before = y._version, y.clone()
     ft.softmax_focal_loss(x, y, gamma=0.0, reduction="sum").backward()
     assert y._version == version and torch.equal(y, before)
+
+
+@pytest.mark.parametrize("kind", ["index", "prob"])
+def test_two_classes_through_torch_func_and_double_backward(kind):
+    # the two-class paths under grad, vmap (per-sample gradients), jacfwd and the Hessian, against the
+    # reference's gradient and the general C = 3 path with a class that takes no probability
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(6, 2, generator=g, dtype=torch.float64) * 4
+    x[0] = torch.tensor([0.0, 40.0])  # saturated
+    if kind == "index":
+        t = torch.tensor([0, 1, 1, 0, 1, 0])
+    else:
+        t = torch.softmax(torch.randn(6, 2, generator=g, dtype=torch.float64), 1)
+        t[1] = torch.tensor([1e-9, 1.0 - 1e-9], dtype=torch.float64)  # next to one-hot
+
+    def total(v):
+        return ft.softmax_focal_loss(v, t, gamma=0.5, reduction="sum")
+
+    want = ref.softmax_focal_loss_grad(x.numpy(), t.numpy(), gamma=0.5)
+    torch.testing.assert_close(torch.func.grad(total)(x).numpy(), want, rtol=1e-12, atol=1e-300)
+    torch.testing.assert_close(torch.func.jacfwd(total)(x).numpy(), want, rtol=1e-12, atol=1e-300)
+    per_sample = torch.func.vmap(torch.func.grad(lambda v, s: total_one(v, s)))(x, t)
+    torch.testing.assert_close(per_sample.numpy(), want, rtol=1e-12, atol=1e-300)
+    h = torch.func.hessian(total)(x)
+    want_h = ref.softmax_focal_loss_hessian(x.numpy(), t.numpy(), gamma=0.5)
+    for i in range(6):
+        torch.testing.assert_close(h[i, :, i, :].numpy(), want_h[i], rtol=1e-10, atol=1e-300)
+    # double backward: H v for a random v (not v = 1: a softmax Hessian's rows sum to 0)
+    v = torch.randn(6, 2, generator=g, dtype=torch.float64)
+    leaf = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(total(leaf), leaf, create_graph=True)
+    (grad * v).sum().backward()
+    hv = torch.einsum("ijkl,kl->ij", h, v)
+    torch.testing.assert_close(leaf.grad, hv, rtol=1e-10, atol=1e-12 * float(h.abs().max()))
+
+
+def total_one(v, s):
+    return ft.softmax_focal_loss(v[None], s[None], gamma=0.5, reduction="sum")
