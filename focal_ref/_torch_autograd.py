@@ -158,14 +158,13 @@ def _first_order(spec: Spec, x, target, need_grad: bool, weight: Extra, pos_weig
         return in_cpu_blocks(kernel, x, target, need_grad, spec.summed, blocks=not spec.fused)
     if spec.family == "softmax":
 
-        def kernel(xb, tb, ng):
+        def kernel(xb, tb, ng, out):
             if spec.kind == "indices":
-                lb, db = _s.softmax_index_kernel(
-                    xb, tb, spec.alpha, spec.ignore_index, spec.gamma, 1, ng, spec.scale
+                return _s.softmax_index_kernel(
+                    xb, tb, spec.alpha, spec.ignore_index, spec.gamma, 1, ng, spec.scale, out=out
                 )
-            else:
-                lb, db = _s.softmax_prob_kernel(xb, tb, spec.alpha, spec.gamma, 1, ng)
-            return lb, (db.mul_(mean_scale(spec, db.dtype)) if spec.mean_of and db is not None else db)
+            scale = mean_scale(spec, xb.dtype)
+            return _s.softmax_prob_kernel(xb, tb, spec.alpha, spec.gamma, 1, ng, scale=scale, out=out)
 
         # blocks pay for the probability kernel (~20 passes) and two classes (half of them per sample);
         # the index kernel's few passes over C > 2 classes run fastest in one call (measured: 1.2-1.5x

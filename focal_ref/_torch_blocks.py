@@ -59,7 +59,7 @@ def in_cpu_blocks(kernel, x, y, need_grad: bool, summed: bool = False, blocks: b
 def in_sample_blocks(
     kernel, x, target, dim: int, indices: bool, need_grad: bool, summed: bool, blocks: bool = True
 ):
-    """``kernel(x3, t, need_grad)`` -> (loss, D) of a per-sample loss, over cache-sized blocks on CPU.
+    """``kernel(x3, t, need_grad, out)`` -> (loss, D) of a per-sample loss, over cache-sized blocks on CPU.
 
     The logits are viewed as (A, C, B) (A: the axes before the class axis, B: those after), and the
     kernel runs on blocks of about :data:`CPU_BLOCK` elements: whole rows of A where a row fits, else
@@ -67,7 +67,8 @@ def in_sample_blocks(
     half of them over per-sample tensors, and over a block every pass stays in cache and no fresh
     temporary is faulted in. Each sample's values are those of one call (the kernels are per sample);
     only the exponentials' shift may be taken per block (:func:`focal_ref._torch_softmax._exp_shift`).
-    The class axis is 1 inside the kernel.
+    The class axis is 1 inside the kernel. ``out``: the block's view of the gradient buffer (``None``
+    for one call), where a kernel may write D and return it: no copy of D afterwards.
     """
     n, classes = x.numel(), x.shape[dim]
     a, b = math.prod(x.shape[:dim]), math.prod(x.shape[dim + 1 :])
@@ -83,7 +84,7 @@ def in_sample_blocks(
     x3 = x.reshape(a, classes, b)
     t3 = target.reshape(a, b) if indices else target.reshape(a, classes, b)
     if not blocked:
-        loss, d = kernel(x3, t3, need_grad)
+        loss, d = kernel(x3, t3, need_grad, None)
         loss = loss.reshape(x.shape[:dim] + x.shape[dim + 1 :])
         return (_total(loss) if summed else loss), (None if d is None else d.view(x.shape))
     rows = CPU_BLOCK // max(classes * b, 1)
@@ -96,12 +97,13 @@ def in_sample_blocks(
     grad_buffer = torch.empty_like(x3) if need_grad else x.new_empty(0)
     sums = []
     for ra, rb in spans:
-        lb, db = kernel(x3[ra, :, rb], t3[ra, rb] if indices else t3[ra, :, rb], need_grad)
+        out = grad_buffer[ra, :, rb] if need_grad else None
+        lb, db = kernel(x3[ra, :, rb], t3[ra, rb] if indices else t3[ra, :, rb], need_grad, out)
         if summed:
             sums.append(_total(lb))
         else:
             loss_buffer[ra, rb] = lb
-        if need_grad:
-            grad_buffer[ra, :, rb] = db
+        if out is not None and db is not out:
+            out.copy_(db)
     loss = torch.stack(sums).sum() if summed else loss_buffer.view(x.shape[:dim] + x.shape[dim + 1 :])
     return loss, (grad_buffer.view(x.shape) if need_grad else None)

@@ -24,13 +24,31 @@ def first_argmax(values: torch.Tensor, dim: int, scratch: torch.Tensor | None = 
     class 0; its values are NaN anyway. ``scratch``: a dead buffer of ``values``' shape for the marks.
     """
     classes = values.shape[dim]
-    if values.device.type != "cpu" or classes >= 1 << 24 or wrapped(values):
+    if values.device.type != "cpu" or classes >= 1 << 24 or torch.compiler.is_compiling() or wrapped(values):
         return values.argmax(dim, keepdim=True)
     rank = class_view(torch.arange(classes, 0, -1, dtype=values.dtype), values.ndim, dim)
     top = values.amax(dim, keepdim=True)
     marks = torch.sub(values, top) if scratch is None else _into(torch.sub, values, top, out=scratch)
     marks.sign_().add_(1.0).mul_(rank)
     first = marks.amax(dim, keepdim=True).neg_().add_(classes).nan_to_num_(0.0)
+    return first.clamp_(0, classes - 1).long()
+
+
+def _class_of_one(e: torch.Tensor, dim: int, scratch: torch.Tensor) -> torch.Tensor:
+    """k (``dim`` kept): the first class whose e = exp(x - max) is 1, from floor(e) in {0, 1} times the
+    ranks C, ..., 1 and their max (PyTorch's CPU argmax along an inner axis is several times slower).
+
+    That is an argmax, or a class within rounding of the max (e rounds to 1), whose p then is within
+    rounding of the max's p <= 1/2: the role of k (the class whose 1 - p and whose sum over the other
+    classes are taken without cancellation) needs only p_c <= 1/2 for every other class c. Under
+    torch.func and torch.compile, and off the CPU: ``argmax``.
+    """
+    classes = e.shape[dim]
+    if e.device.type != "cpu" or classes >= 1 << 24 or torch.compiler.is_compiling() or wrapped(e):
+        return e.argmax(dim, keepdim=True)
+    rank = class_view(torch.arange(classes, 0, -1, dtype=e.dtype), e.ndim, dim)
+    marks = torch.floor(e, out=scratch).mul_(rank)
+    first = marks.amax(dim, keepdim=True).neg_().add_(classes).nan_to_num_(0.0)  # NaN rows: class 0
     return first.clamp_(0, classes - 1).long()
 
 
@@ -257,73 +275,109 @@ def softmax_index_kernel(
     dim: int,
     need_grad: bool,
     scale: float = 1.0,
+    out: torch.Tensor | None = None,
 ) -> Pair:
-    """Class-index targets: (loss, dFL/dx) of :func:`softmax_index_factored`, multiplied out in place
-    (two classes: :func:`focal_ref._torch_two_class.two_class_index_kernel`)."""
+    """Class-index targets: (loss, dFL/dx) of :func:`softmax_index_factored`, multiplied out (into
+    ``out`` if given: a view of the caller's gradient buffer; two classes:
+    :func:`focal_ref._torch_two_class.two_class_index_kernel`)."""
     if x.shape[dim] == 2:
         from ._torch_two_class import two_class_index_kernel  # imports this module: at call time
 
-        return two_class_index_kernel(x, index, alpha, ignore_index, gamma, dim, need_grad, scale)
+        return two_class_index_kernel(x, index, alpha, ignore_index, gamma, dim, need_grad, scale, out)
     loss, k, f = softmax_index_factored(x, index, alpha, ignore_index, gamma, dim, need_grad, scale)
-    return loss, (None if k is None or f is None else k.mul_(f))
+    if k is None or f is None:
+        return loss, None
+    return loss, (k.mul_(f) if out is None else torch.mul(k, f, out=out))
 
 
 def softmax_prob_kernel(
-    x: torch.Tensor, y: torch.Tensor, alpha: Sequence[float] | None, gamma: float, dim: int, need_grad: bool
+    x: torch.Tensor,
+    y: torch.Tensor,
+    alpha: Sequence[float] | None,
+    gamma: float,
+    dim: int,
+    need_grad: bool,
+    scale: float = 1.0,
+    out: torch.Tensor | None = None,
 ) -> Pair:
     """Probability targets, w_c = y_c alpha_c: the reference's softmax_focal_loss(_grad).
 
-    dFL/dx_j = p_j sum_{c != j} w_c g_c - w_j g_j u_j, g_c = u_c^gamma (1 + gamma h_c); the sum over
-    c != j as :func:`others_sum` with the logits' argmax excluded (see the comment in the body). Only
-    classes with w_c > 0 enter the loss, so a log p_c of -inf (logit spread beyond the dtype's range) on
-    a zero-weight class gives no NaN.
+    With a_c = w_c g_c, g_c = u_c^gamma (1 + gamma h_c) (u = 1 - p, h = -p log p / u), the reference's
+    dFL/dx_j = p_j sum_{c != j} a_c - a_j u_j equals p_j A - a_j (A = sum_c a_c, as p_j + u_j = 1).
+    That form is taken for every class but the logits' argmax k; at k, p_k A_k - a_k u_k with A_k the
+    sum without k (the reference's heaviest-class form: no cancellation where k holds nearly all of
+    p and of the target). Elsewhere p_j <= 1/2, so where a_j dominates A the row's gradient is at least
+    a_j / 2 and the rounding of A stays below the row's. The focal factor as
+    a = w u^gamma - gamma (w u^gamma log p) (p / u): the loss's own terms, reused. Only classes with
+    w_c > 0 enter the loss, so a log p_c of -inf (logit spread beyond the dtype's range) on a
+    zero-weight class gives no NaN.
 
-    The values of :func:`log_softmax_parts` and :func:`focal_h`, computed into few buffers: on CPU a
-    fresh tensor of the logits' size costs several times the arithmetic that fills it (its pages are
-    faulted in), so each buffer is reused once its value is dead.
+    ``scale`` multiplies the derivative only (the mean's 1/N, as D's dtype rounds it); ``out``: where to
+    write the derivative (a view of the caller's buffer), else one of the kernel's own buffers. Few
+    buffers, each reused once its value is dead: on CPU a fresh one costs more than the arithmetic that
+    fills it (its pages are faulted in).
     """
     if x.shape[dim] == 2:
         from ._torch_two_class import two_class_prob_kernel  # imports this module: at call time
 
-        pair = two_class_prob_kernel(x, y, alpha, gamma, dim, need_grad)
+        pair = two_class_prob_kernel(x, y, alpha, gamma, dim, need_grad, scale, out)
         if pair is not None:
             return pair
     weights = class_weights(alpha, x)
     w = y if weights is None else y * class_view(weights, x.ndim, dim)
-    # five buffers of the logits' size in all, each reused once its value is dead: on CPU a fresh one
-    # costs more than the arithmetic that fills it (its pages are faulted in)
-    log_p = torch.empty_like(x)
-    k = first_argmax(x, dim, scratch=log_p)
-    log_p = _into(torch.sub, x, x.gather(dim, k), out=log_p)
+    log_p = torch.sub(x, x.amax(dim, keepdim=True))
     buf = torch.exp(log_p)
+    scratch = torch.empty_like(x)
+    k = _class_of_one(buf, dim, scratch)
     s = buf.scatter_(dim, k, 0.0).sum(dim, keepdim=True)
-    log_p.sub_(torch.log1p(s))  # at k: 0 - log1p(s)
+    log_p.sub_(torch.log1p(s))  # at k: 0 - log1p(s), accurate as p_k -> 1
     p = _into(torch.exp, log_p, out=buf)
+    one_plus_s = 1.0 + s
+    u_k = s / one_plus_s
     # 1 - p is exact enough off k (there p <= 1/2: no cancellation) and cheaper than -expm1(log p)
-    u = torch.rsub(p, 1.0).scatter_(dim, k, s / (1.0 + s))
+    u = torch.rsub(p, 1.0).scatter_(dim, k, u_k)
     if gamma == 0.0:
-        weight = w  # the caller's tensor: never written
+        weight = w if w is not y else y.clone()  # written below; never the caller's tensor
     elif gamma == 1.0:
         weight = torch.mul(u, w)
     else:
         weight = u.pow(gamma) if gamma != 2.0 else u * u  # a fresh power
         weight.mul_(w)
-    terms = torch.mul(weight, log_p)
-    log_p_finite = not min_is(log_p, -math.inf)
+    terms = _into(torch.mul, weight, log_p, out=scratch)
+    loss = terms.sum(dim).neg_().add_(0.0)
+    # every log p finite iff every loss is (log p = -inf gives inf, or NaN on a zero-weight class):
+    # read off the per-sample losses, not off the logits' size
+    log_p_finite = _all_finite(loss)
     if not log_p_finite:  # 0 * (-inf) on a zero-weight class whose log p overflowed
         terms = torch.where(w > 0, terms, 0.0)
-    loss = terms.sum(dim).neg_().add_(0.0)
+        loss = terms.sum(dim).neg_().add_(0.0)
     if not need_grad:
         return loss, None
-    if gamma != 0.0:
-        h = focal_h(p, log_p, u, out=terms, log_p_finite=log_p_finite, scale=-gamma)  # -gamma (-h)...
-        weight = weight.mul_(h.add_(1.0))  # ... + 1 = 1 + gamma h
-    # the sum over c != j with the logits' argmax k as the excluded class: exact at k; where another
-    # class j holds most of the weight, p_j <= 1/2, so -w_j g_j u_j (u_j >= 1/2) dominates that row of
-    # the gradient and the sum's cancellation there stays below the row's rounding (no second argmax)
-    # in place only on our own buffer: with gamma = 0 and no alpha the weight is the caller's target
-    rest = others_sum(weight, dim, k=k, scratch=None if weight is y else terms)
-    return loss, p.mul_(rest).sub_(weight.mul_(u) if gamma != 0.0 else weight * u)
+    if gamma != 0.0 and log_p_finite:
+        # a = weight - gamma terms p / u off k (there u >= 1/2); at k, where u_k may be tiny and p / u
+        # overflow, the value is replaced: a_k = weight_k (1 + gamma h_k), h_k = log1p(s) / s (limit 1)
+        weight_k = weight.gather(dim, k)
+        a = weight.addcmul_(terms, _into(torch.div, p, u, out=log_p), value=-gamma)
+        h_k = torch.where(s > 0, torch.log1p(s).div_(s), 1.0)
+        a_k = weight_k.mul_(h_k.mul_(gamma).add_(1.0))
+    elif gamma != 0.0:  # some p = 0: the guarded h
+        h = focal_h(p, log_p, u, out=terms, log_p_finite=log_p_finite, scale=-gamma)  # gamma h
+        a = weight.mul_(h.add_(1.0))
+        a_k = a.gather(dim, k)
+    else:
+        a = weight
+        a_k = a.gather(dim, k)
+    rest_k = a.scatter_(dim, k, 0.0).sum(dim, keepdim=True)  # A_k; a is 0 at k from here on
+    d = _into(torch.mul, p, (rest_k + a_k).mul_(scale), out=p if out is None else out).sub_(a, alpha=scale)
+    d_k = torch.div(rest_k, one_plus_s).sub_(a_k.mul_(u_k)).mul_(scale)  # p_k A_k - a_k u_k
+    return loss, d.scatter_(dim, k, d_k)
+
+
+def _all_finite(t: torch.Tensor) -> bool:
+    """Whether every entry is finite, read on CPU only (False elsewhere: guard unconditionally)."""
+    if t.device.type != "cpu" or torch.compiler.is_compiling() or wrapped(t):
+        return t.numel() == 0
+    return t.numel() == 0 or math.isfinite(float(t.abs().max()))
 
 
 def categorical_kernel(p: torch.Tensor, w: torch.Tensor, gamma: float, dim: int, need_grad: bool) -> Pair:

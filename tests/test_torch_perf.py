@@ -130,9 +130,23 @@ def test_two_class_index_kernel_matches_general_and_reference(dtype, gamma, spre
         loss, k, f = kern.softmax_index_factored(
             x, t, kwargs.get("alpha"), kwargs.get("ignore_index"), gamma, 1, True
         )
-        # the same values: only the exponentials' loops (vectorized or not) may differ in the last bit
-        torch.testing.assert_close(fast[0], loss, rtol=4 * torch.finfo(dtype).eps, atol=0)
-        torch.testing.assert_close(fast[1], k.mul_(f), rtol=4 * torch.finfo(dtype).eps, atol=0)
+        # the general kernel's values up to the rounding of z_t = x_t - x_o (the reference's own shift)
+        rtol = RTOL[dtype]
+        torch.testing.assert_close(fast[0], loss, rtol=rtol, atol=float(torch.finfo(dtype).tiny))
+        scale = fast[1].abs().amax(1, keepdim=True)
+        assert torch.all((fast[1] - k.mul_(f)).abs() <= rtol * scale + torch.finfo(dtype).tiny)
+        assert torch.equal(fast[1][:, 0], -fast[1][:, 1])  # dFL/dx_0 = -dFL/dx_1 exactly
+
+
+def test_two_class_index_kernel_beyond_the_dtype_range():
+    # z_t = -inf (x_o - x_t overflows): loss inf (the rounded value), gradient -1 / +1, no NaN
+    x = torch.tensor([[-3e38, 3e38], [3e38, -3e38], [0.0, 1.0]])
+    for gamma in (0.0, 0.5, 2.0):
+        loss, d = two.two_class_index_kernel(x, torch.tensor([0, 1, 1]), None, None, gamma, 1, True)
+        assert torch.isinf(loss[:2]).all() and torch.isfinite(loss[2])
+        assert torch.equal(d[:2], torch.tensor([[-1.0, 1.0], [1.0, -1.0]]))
+        loss, d = two.two_class_index_kernel(x, torch.tensor([1, 0, 1]), None, None, gamma, 1, True)
+        assert torch.equal(loss[:2], torch.zeros(2)) and torch.equal(d[:2], torch.zeros(2, 2))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
@@ -153,6 +167,78 @@ def test_two_class_prob_kernel_leaves_an_infinite_spread_to_the_general_kernel()
     loss = ft.softmax_focal_loss(leaf, y, gamma=2.0, reduction="sum")
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(leaf.grad).all()
+
+
+# ----------------------------------------------------------------------------------------------
+# probability targets, C > 2: the class k of e = 1 and each branch of the kernel
+
+
+def _prob_rows(dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    big = 745.0 if dtype == torch.float64 else 100.0
+    huge = 800.0 if dtype == torch.float64 else 120.0
+    x = torch.tensor(
+        [
+            [0.0, 0.0, 0.0, 0.0, 0.0],  # all tied (zero-initialised logits)
+            [1.0, 3.0, -2.0, 3.0, 0.5],  # two tied maxima, the second after the first
+            [2.0, 2.0 - 1e-9, -1.0, 0.0, 1.0],  # a class within rounding of the max (float32: e = 1)
+            [big, 0.0, 0.0, 0.0, 0.0],  # s subnormal: u_k tiny, p_k / u_k would overflow
+            [huge, 0.0, 0.0, 0.0, 0.0],  # s = 0: u_k = 0, h's limit 1
+            [3.0, -1.0, 0.5, 7.0, -4.0],
+        ],
+        dtype=torch.float64,
+    ).to(dtype)
+    y = torch.tensor(
+        [
+            [0.2, 0.2, 0.2, 0.2, 0.2],
+            [0.0, 1 - 1e-7, 0.0, 1e-7, 0.0],  # next to one-hot
+            [0.5, 0.5, 0.0, 0.0, 0.0],
+            [0.3243, 0.1993, 0.0443, 0.2905, 0.1416],
+            [1 - 1e-6, 1e-6, 0.0, 0.0, 0.0],
+            [0.0, 0.0, 0.0, 1.0, 0.0],  # one-hot
+        ],
+        dtype=torch.float64,
+    ).to(dtype)
+    return x, y
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("gamma", [0.0, 0.1, 0.5, 1.0, 2.0, 5.0])
+def test_prob_kernel_branches_against_reference(dtype, gamma):
+    from focal_ref._hessian import _softmax_pieces
+
+    x, y = _prob_rows(dtype)
+    x64, y64 = x.double().numpy(), y.double().numpy()
+    tiny = float(torch.finfo(dtype).tiny)
+    for alpha in (None, (0.1, 0.2, 0.3, 0.4, 0.5)):
+        leaf = x.clone().requires_grad_(True)
+        loss = ft.softmax_focal_loss(leaf, y, alpha=alpha, gamma=gamma)
+        loss.sum().backward()
+        want = ref.softmax_focal_loss(x64, y64, alpha=alpha, gamma=gamma)
+        np.testing.assert_allclose(loss.detach().double().numpy(), want, rtol=RTOL[dtype], atol=tiny)
+        want_grad = ref.softmax_focal_loss_grad(x64, y64, alpha=alpha, gamma=gamma)
+        # relative to the row's largest sum of |terms| (test_search's scale): the all-tied row with a
+        # uniform target has gradient 0 from terms of 0.2, where no relative error exists
+        t = _softmax_pieces(x64, y64, alpha, gamma, -1, None)[0]
+        scale = (t.p * t.wg.sum(-1, keepdims=True) + t.wg * t.u).max(-1, keepdims=True)
+        error = np.abs(leaf.grad.double().numpy() - want_grad)
+        assert np.all(error <= RTOL[dtype] * np.maximum(scale, np.abs(want_grad)) + tiny), error
+    e = torch.exp(x - x.amax(1, keepdim=True))
+    k = kern._class_of_one(e, 1, torch.empty_like(e)).squeeze(1)
+    assert torch.equal(e.gather(1, k[:, None]).squeeze(1), torch.ones(len(x), dtype=dtype))
+    assert int(k[0]) == 0 and int(k[1]) == 1  # the first class of e = 1
+
+
+def test_prob_kernel_spread_beyond_the_range_on_a_zero_weight_class():
+    # log p = -inf on a class of weight 0: loss and gradient finite (the guarded branch)
+    x = torch.tensor([[3e38, -3e38, 0.0], [1.0, 2.0, 3.0]])
+    y = torch.tensor([[1.0, 0.0, 0.0], [0.2, 0.3, 0.5]])
+    for gamma in (0.0, 0.5, 2.0):
+        leaf = x.clone().requires_grad_(True)
+        loss = ft.softmax_focal_loss(leaf, y, gamma=gamma, reduction="sum")
+        loss.backward()
+        assert torch.isfinite(loss) and torch.isfinite(leaf.grad).all()
+        want = ref.softmax_focal_loss_grad(x.double().numpy(), y.double().numpy(), gamma=gamma)
+        np.testing.assert_allclose(leaf.grad.double().numpy(), want, rtol=2e-5, atol=1e-30)
 
 
 # ----------------------------------------------------------------------------------------------
