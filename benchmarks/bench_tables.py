@@ -115,6 +115,7 @@ def timing_tables(data: dict) -> str:
         f"Measured {data.get('date', 'date unknown')} on {data['device']}, torch {data['torch']}, float32, "
         f"median of {data.get('reps', '?')} interleaved rounds"
         + (", CPU time of the thread" if data.get("clock") == "cpu" else "")
+        + (", allocator warmed as in a training loop" if data.get("allocator", "").startswith("warm") else "")
         + "; cells: ms (ratio to "
         "torchvision's formula for the sigmoid, to the plain formula for the softmax); "
         "fraction of a same-device copy in brackets where measured."
