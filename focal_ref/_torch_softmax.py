@@ -211,15 +211,15 @@ def softmax_index_factored(
     e = torch.sub(x, shift).exp_() if shift.ndim else torch.exp(x)
     e_t = e.gather(dim, t)
     others = e.scatter_(dim, t, 0.0).sum(dim, keepdim=True)
-    if _unshifted_failed(shift, others + e_t):
+    total = others + e_t
+    if _unshifted_failed(shift, total):
         return softmax_index_factored(x, index, alpha, ignore_index, gamma, dim, need_grad, scale, True)
     loss, wg = _index_terms(
-        lambda: x.gather(dim, t), shift, e_t, others, alpha_t, gamma, dim, need_grad, scale
+        lambda: x.gather(dim, t), shift, e_t, others, alpha_t, gamma, dim, need_grad, scale, total
     )
     if wg is None:
         return loss, None, None
     k = e.scatter_(dim, t, others.neg())
-    total = others + e_t
     f = wg / total
     if _factor_underflows(shift, f, wg):
         return loss, k.div_(total), wg
@@ -234,16 +234,65 @@ def _target_and_weight(index, alpha, ignore_index, x, dim) -> tuple[torch.Tensor
     return safe.unsqueeze(dim), alpha_t.unsqueeze(dim)
 
 
-def _index_terms(x_t, shift, e_t, others, alpha_t, gamma: float, dim: int, need_grad: bool, scale: float):
-    """(loss, wg_t) per sample from e_t = exp(x_t - m) and S = the other classes' sum (``x_t()``: x_t).
+def _index_terms(
+    x_t, shift, e_t, others, alpha_t, gamma: float, dim: int, need_grad: bool, scale: float, total
+):
+    """(loss, wg_t) per sample from e_t = exp(x_t - m), S = the other classes' sum and s = S + e_t
+    (``x_t()``: x_t).
 
-    log p_t = -log1p(S / e_t): accurate at both ends without a branch (near p_t = 1 log1p of a small
-    ratio; near p_t = 0 the log of a large one), except where e_t is subnormal or 0 or p_t below the
-    smallest normal (the ratio may overflow), where it comes from the logits, (x_t - m) - log s.
-    u_t = S / s is 1 - p_t without cancellation; wg_t = alpha_t u_t^gamma (1 + gamma h_t) (``None``
-    without ``need_grad``).
+    With r = S / e_t: -log p_t = log1p(r), u_t = S / s (1 - p_t without cancellation) and
+    h_t = -p_t log p_t / u_t = log1p(r) / r, so wg_t = alpha_t u_t^gamma (1 + gamma log1p(r) / r)
+    (``None`` without ``need_grad``): accurate at both ends without a branch. Where that form does not
+    hold (r = 0: h's limit 1; e_t subnormal or p_t below the smallest normal, where r may overflow) the
+    guarded form (:func:`_guarded_index_terms`) is taken; it is also the one under torch.func and
+    torch.compile and off the CPU, where the values are not read.
     """
-    total = others + e_t
+    ratio = torch.div(others, e_t)
+    if _ratio_in_range(ratio, e_t):
+        minus_log_p_t = torch.log1p(ratio)
+        weight = _index_weight(torch.div(others, total), alpha_t, gamma, scale)
+        loss = (weight * minus_log_p_t).squeeze(dim)
+        if not need_grad:
+            return loss, None
+        if gamma != 0.0:  # 1 + gamma log1p(r) / r in one pass
+            weight = weight * torch.addcdiv(_one(ratio), minus_log_p_t, ratio, value=gamma)
+        return loss, weight
+    return _guarded_index_terms(x_t, shift, e_t, others, alpha_t, gamma, dim, need_grad, scale, total)
+
+
+def _one(like: torch.Tensor) -> torch.Tensor:
+    return torch.ones((), dtype=like.dtype, device=like.device)
+
+
+def _ratio_in_range(ratio: torch.Tensor, e_t: torch.Tensor) -> bool:
+    """Whether every r = S / e_t is > 0 with e_t normal and p_t = 1 / (1 + r) at least 4 times the
+    smallest normal (read on CPU only; False elsewhere: the guarded form)."""
+    if ratio.device.type != "cpu" or torch.compiler.is_compiling() or wrapped(ratio) or ratio.numel() == 0:
+        return False
+    tiny = torch.finfo(ratio.dtype).tiny
+    low, high = torch.aminmax(ratio)
+    return float(low) > 0.0 and float(high) < 0.25 / tiny and not min_is(e_t, tiny)
+
+
+def _index_weight(u_t: torch.Tensor, alpha_t, gamma: float, scale: float) -> torch.Tensor:
+    """alpha_t u_t^gamma times ``scale``, as a tensor (of ones where every factor is 1)."""
+    weight = power(u_t, gamma)
+    if alpha_t is not None:
+        weight = alpha_t if weight is None else weight * alpha_t
+    if weight is None:
+        weight = torch.ones_like(u_t)
+    return weight * scale if scale != 1.0 else weight
+
+
+def _guarded_index_terms(
+    x_t, shift, e_t, others, alpha_t, gamma: float, dim: int, need_grad: bool, scale: float, total
+):
+    """:func:`_index_terms` where r = 0, e_t is subnormal or p_t is below the smallest normal.
+
+    log p_t = -log1p(S / e_t) except where e_t is subnormal or 0 or p_t below the smallest normal (the
+    ratio may overflow), where it comes from the logits, (x_t - m) - log s; h_t from :func:`focal_h`
+    (its limits where u_t = 0 or p_t = 0).
+    """
     u_t = others / total
     p_t = e_t / total
     minus_log_p_t = torch.div(others, e_t).log1p_()
@@ -251,13 +300,7 @@ def _index_terms(x_t, shift, e_t, others, alpha_t, gamma: float, dim: int, need_
     if min_is(e_t, tiny) or min_is(p_t, tiny):  # e_t subnormal, or S / e_t may overflow: from the logits
         exact = torch.log(total).sub_(x_t() - shift)
         minus_log_p_t = torch.where((e_t < tiny) | (p_t < tiny), exact, minus_log_p_t)
-    weight = power(u_t, gamma)
-    if alpha_t is not None:
-        weight = alpha_t if weight is None else weight * alpha_t
-    if weight is None:
-        weight = torch.ones_like(u_t)
-    if scale != 1.0:
-        weight = weight * scale
+    weight = _index_weight(u_t, alpha_t, gamma, scale)
     loss = (weight * minus_log_p_t).squeeze(dim)
     if not need_grad:
         return loss, None
