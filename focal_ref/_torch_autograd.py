@@ -41,7 +41,7 @@ import torch
 from . import _torch_hessian as _h
 from . import _torch_kernels as _k
 from . import _torch_softmax as _s
-from ._torch_blocks import _total, in_cpu_blocks, in_sample_blocks
+from ._torch_blocks import PROB_BUFFERS, _total, in_cpu_blocks, in_sample_blocks, outgrows_cache
 
 ELEMENTWISE = ("sigmoid", "binary", "star")
 
@@ -166,11 +166,13 @@ def _first_order(spec: Spec, x, target, need_grad: bool, weight: Extra, pos_weig
             scale = mean_scale(spec, xb.dtype)
             return _s.softmax_prob_kernel(xb, tb, spec.alpha, spec.gamma, 1, ng, scale=scale, out=out)
 
-        # blocks pay for the probability kernel (~20 passes) and two classes (half of them per sample);
-        # the index kernel's few passes over C > 2 classes run fastest in one call (measured: 1.2-1.5x
-        # slower in blocks, from the blocks' copy into the gradient and their per-call overhead)
+        # two classes (half of the passes per sample) run in blocks; the index kernel's few passes over
+        # C > 2 classes fastest in one call (measured: 1.2-1.5x slower in blocks, from their per-call
+        # overhead); the probability kernel's ~20 passes in blocks only where its buffers outgrow the
+        # last-level cache (outgrows_cache)
         index = spec.kind == "indices"
-        blocks = not index or x.shape[spec.dim] == 2
+        two = x.shape[spec.dim] == 2
+        blocks = two or (not index and outgrows_cache(x, PROB_BUFFERS))
         return in_sample_blocks(kernel, x, target, spec.dim, index, need_grad, spec.summed, blocks)
     w = _s.dense_weights(target, spec.kind, spec.alpha, spec.ignore_index, x, spec.dim)
     loss, d = _s.categorical_kernel(x, w, spec.gamma, spec.dim, need_grad)

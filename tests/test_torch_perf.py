@@ -249,6 +249,7 @@ def test_prob_kernel_spread_beyond_the_range_on_a_zero_weight_class():
 @pytest.mark.parametrize(("shape", "dim"), [((6, 5, 4, 3), 1), ((30, 19), 1), ((4, 3, 2), 0), ((5, 2, 9), 2)])
 @pytest.mark.parametrize("kind", ["index", "prob"])
 def test_per_sample_blocks_match_one_call_and_reference(monkeypatch, block, shape, dim, kind):
+    import focal_ref._torch_autograd as autograd
     import focal_ref._torch_blocks as ag
 
     g = torch.Generator().manual_seed(block)
@@ -264,6 +265,7 @@ def test_per_sample_blocks_match_one_call_and_reference(monkeypatch, block, shap
     want = ref.softmax_focal_loss(x.numpy(), target.numpy(), gamma=1.5, axis=dim, **kwargs)
     want_grad = ref.softmax_focal_loss_grad(x.numpy(), target.numpy(), gamma=1.5, axis=dim, **kwargs)
     monkeypatch.setattr(ag, "CPU_BLOCK", block)
+    monkeypatch.setattr(autograd, "outgrows_cache", lambda x, buffers: True)  # blocks on any cache
     for reduction in ("none", "sum", "mean"):
         leaf = x.clone().requires_grad_(True)
         loss = ft.softmax_focal_loss(leaf, target, gamma=1.5, dim=dim, reduction=reduction, **kwargs)
@@ -403,3 +405,17 @@ def test_two_classes_through_torch_func_and_double_backward(kind):
 
 def total_one(v, s):
     return ft.softmax_focal_loss(v[None], s[None], gamma=0.5, reduction="sum")
+
+
+def test_probability_blocks_only_where_the_buffers_outgrow_the_cache(monkeypatch):
+    import focal_ref._torch_blocks as blocks
+
+    x = torch.zeros(1000, 10)
+    cache = blocks.last_level_cache_bytes()
+    assert cache is None or cache > 0
+    monkeypatch.setattr(blocks, "last_level_cache_bytes", lambda: 8 * 4 * 10_000)
+    assert not blocks.outgrows_cache(x, 8)  # 320 kB of buffers in a 320 kB cache
+    assert blocks.outgrows_cache(torch.zeros(1001, 10), 8)
+    assert blocks.outgrows_cache(x.double(), 8)
+    monkeypatch.setattr(blocks, "last_level_cache_bytes", lambda: None)
+    assert blocks.outgrows_cache(x, 8)  # unknown cache: block
