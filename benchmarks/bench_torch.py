@@ -46,6 +46,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 
@@ -259,6 +260,25 @@ def run(sizes, reps=7, device="cpu", fused=True, out=print, sample_elements=1_00
     return rows
 
 
+def _commit() -> str:
+    """The checkout's commit (with "+changes" if the working tree differs), or "unknown" outside git."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+changes" if dirty else "")
+
+
 def _device_name(device):
     if torch.device(device).type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -329,6 +349,7 @@ def main(argv=None):
         reps=reps,
         clock=args.clock,
         allocator=allocator,
+        commit=_commit(),
         date=time.strftime("%Y-%m-%d", time.gmtime()),
         command=" ".join(["bench_torch.py", *(sys.argv[1:] if argv is None else argv)]),
         machine=dict(platform=platform.platform(), processor=platform.machine(), cpus=os.cpu_count()),
