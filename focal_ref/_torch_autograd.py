@@ -80,14 +80,22 @@ class Spec:
 
 
 def _elementwise_kernel(spec: Spec):
+    """kernel(x, y, need_grad, out) of the family; ``out`` only where the kernel writes D there."""
     if spec.family == "sigmoid":
         from . import _torch_fused
 
-        kernel = _torch_fused.fused_sigmoid_kernel if spec.fused else _k.sigmoid_kernel
-        return lambda x, y, need_grad: kernel(x, y, spec.alpha, spec.gamma, need_grad=need_grad)
+        if spec.fused:
+            return lambda x, y, need_grad, out: _torch_fused.fused_sigmoid_kernel(
+                x, y, spec.alpha, spec.gamma, need_grad=need_grad
+            )
+        return lambda x, y, need_grad, out: _k.sigmoid_kernel(
+            x, y, spec.alpha, spec.gamma, need_grad=need_grad, out=out
+        )
     if spec.family == "binary":
-        return lambda x, y, need_grad: _k.binary_kernel(x, y, spec.alpha, spec.gamma, need_grad=need_grad)
-    return lambda x, y, need_grad: _k.star_kernel(
+        return lambda x, y, need_grad, out: _k.binary_kernel(
+            x, y, spec.alpha, spec.gamma, need_grad=need_grad
+        )
+    return lambda x, y, need_grad, out: _k.star_kernel(
         x, y, spec.alpha, spec.gamma, spec.beta, need_grad=need_grad
     )
 
@@ -112,7 +120,7 @@ def _weighted_elementwise(spec: Spec, x, target, need_grad: bool, weight: Extra,
         pos_weight = pos_weight.to(x.dtype)
         loss, d = _k.sigmoid_weighted_kernel(x, target, spec.alpha, spec.gamma, pos_weight, need_grad)
     else:
-        loss, d = _elementwise_kernel(spec)(x, target, need_grad)
+        loss, d = _elementwise_kernel(spec)(x, target, need_grad, None)
     if weight is not None:
         weight = weight.to(x.dtype)
         loss = _k.weighted(loss, weight)  # masked: a zero weight gives 0 where the loss is inf
@@ -151,8 +159,8 @@ def _first_order(spec: Spec, x, target, need_grad: bool, weight: Extra, pos_weig
         if spec.mean_of and need_grad:
             scale, inner = mean_scale(spec, x.dtype), kernel
 
-            def kernel(xb, yb, ng):  # D scaled block by block, while the block is in cache
-                lb, db = inner(xb, yb, ng)
+            def kernel(xb, yb, ng, out):  # D scaled block by block, while the block is in cache
+                lb, db = inner(xb, yb, ng, out)
                 return lb, (None if db is None else db.mul_(scale))
 
         return in_cpu_blocks(kernel, x, target, need_grad, spec.summed, blocks=not spec.fused)

@@ -63,7 +63,8 @@ def _total(loss: torch.Tensor) -> torch.Tensor:
 
 
 def in_cpu_blocks(kernel, x, y, need_grad: bool, summed: bool = False, blocks: bool = True):
-    """``kernel(x, y, need_grad)`` -> (loss, D), block by block on CPU for large inputs.
+    """``kernel(x, y, need_grad, out)`` -> (loss, D), block by block on CPU for large inputs (``out``:
+    the block's view of the gradient buffer, where a kernel may write D and return it; else copied).
 
     The kernels are ~20 elementwise passes. Over a whole large tensor each pass streams it through
     main memory, and each fresh temporary's pages must be faulted in; over a block that fits in cache
@@ -73,7 +74,7 @@ def in_cpu_blocks(kernel, x, y, need_grad: bool, summed: bool = False, blocks: b
     """
     n = x.numel()
     if not blocks or x.device.type != "cpu" or n <= 2 * CPU_BLOCK:
-        loss, grad = kernel(x, y, need_grad)
+        loss, grad = kernel(x, y, need_grad, None)
         return (_total(loss) if summed else loss), grad
     flat_x, flat_y = x.reshape(-1), y.reshape(-1)
     loss_buffer = torch.empty(0) if summed else torch.empty_like(flat_x)
@@ -81,13 +82,14 @@ def in_cpu_blocks(kernel, x, y, need_grad: bool, summed: bool = False, blocks: b
     grad_buffer = torch.empty_like(flat_x) if need_grad else torch.empty(0)
     for start in range(0, n, CPU_BLOCK):
         block = slice(start, start + CPU_BLOCK)
-        block_loss, block_grad = kernel(flat_x[block], flat_y[block], need_grad)
+        out = grad_buffer[block] if need_grad else None
+        block_loss, block_grad = kernel(flat_x[block], flat_y[block], need_grad, out)
         if summed:
             block_sums.append(_total(block_loss))
         else:
             loss_buffer[block] = block_loss
-        if need_grad:
-            grad_buffer[block] = block_grad
+        if out is not None and block_grad is not out:
+            out.copy_(block_grad)
     loss = torch.stack(block_sums).sum() if summed else loss_buffer.view(x.shape)
     return loss, grad_buffer.view(x.shape) if need_grad else None
 

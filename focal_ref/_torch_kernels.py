@@ -116,7 +116,12 @@ def _alpha_t_into(alpha: float, y: torch.Tensor, out: torch.Tensor) -> torch.Ten
 
 
 def sigmoid_kernel(
-    x: torch.Tensor, y: torch.Tensor, alpha: float | None, gamma: float, need_grad: bool
+    x: torch.Tensor,
+    y: torch.Tensor,
+    alpha: float | None,
+    gamma: float,
+    need_grad: bool,
+    out: torch.Tensor | None = None,
 ) -> Pair:
     """FL and dFL/dx elementwise; the reference's ``sigmoid_focal_loss`` and ``sigmoid_focal_loss_grad``.
 
@@ -125,7 +130,8 @@ def sigmoid_kernel(
     lerp(a, b, y) = (1-y) a + y b is evaluated by PyTorch as a + y (b-a) for y < 1/2 and
     b - (1-y)(b-a) otherwise, so each mixture below is exact for hard labels and keeps the
     reference's no-cancellation sums for soft ones. Written for speed as well: five fresh tensors,
-    then in-place work, each buffer reused once its value is no longer needed.
+    then in-place work, each buffer reused once its value is no longer needed; ``out`` (a view of the
+    caller's gradient buffer) receives the derivative's last multiply, so that it is not copied there.
     """
     neg_x = torch.neg(x)
     p, q = torch.sigmoid(x), torch.sigmoid(neg_x)  # q = 1 - p without the subtraction
@@ -153,7 +159,10 @@ def sigmoid_kernel(
         if gamma != 0.0:
             p_minus_y.addcmul_(s_r, ce, value=gamma)  # gamma (1-2y) r CE + (p - y)
         grad = p_minus_y if half is None else p_minus_y.mul_(half)
-        grad = grad if weight is None else grad.mul_(weight)
+        if out is not None:
+            grad = out.copy_(grad) if weight is None else torch.mul(grad, weight, out=out)
+        else:
+            grad = grad if weight is None else grad.mul_(weight)
     loss = ce if half is None else ce.mul_(half)
     loss = loss if weight is None else loss.mul_(weight)
     return loss, grad
