@@ -261,14 +261,15 @@ def run(sizes, reps=7, device="cpu", fused=True, out=print, sample_elements=1_00
 
 
 def _commit() -> str:
-    """The checkout's commit (with "+changes" if the working tree differs), or "unknown" outside git."""
+    """The checkout's commit (with "+changes" where the measured code, focal_ref/ and benchmarks/*.py,
+    differs from it), or "unknown" outside git."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "focal_ref", "benchmarks/*.py"],
             cwd=root,
             capture_output=True,
             text=True,
