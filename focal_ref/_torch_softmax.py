@@ -12,44 +12,55 @@ from collections.abc import Sequence
 
 import torch
 
-from ._torch_kernels import Pair, _into, class_view, class_weights, min_is, power, wrapped
+from ._torch_kernels import Pair, _into, class_view, class_weights, min_is, power, scalar, wrapped
 
 
 def first_argmax(values: torch.Tensor, dim: int, scratch: torch.Tensor | None = None) -> torch.Tensor:
     """``values.argmax(dim, keepdim=True)`` (the first of tied maxima) from fast elementwise passes.
 
     PyTorch's CPU argmax along an inner axis is slow (12 ms for (4, 19, 128, 128) along dim 1, where
-    ``amax`` takes 0.2 ms): here sign(v - max) + 1 marks the maxima with 1, times the ranks C, ..., 1
-    by position, and the max of that is the first maximum's rank. A row with a NaN (or all -inf) gets
-    class 0; its values are NaN anyway. ``scratch``: a dead buffer of ``values``' shape for the marks.
+    ``amax`` takes 0.2 ms): here sign(v - max) + 1 marks the maxima with 1 (:func:`_first_marked`).
+    ``scratch``: a dead buffer of ``values``' shape for the marks.
     """
-    classes = values.shape[dim]
-    if values.device.type != "cpu" or classes >= 1 << 24 or torch.compiler.is_compiling() or wrapped(values):
+    if not _marks_pay(values, dim):
         return values.argmax(dim, keepdim=True)
-    rank = class_view(torch.arange(classes, 0, -1, dtype=values.dtype), values.ndim, dim)
     top = values.amax(dim, keepdim=True)
     marks = torch.sub(values, top) if scratch is None else _into(torch.sub, values, top, out=scratch)
-    marks.sign_().add_(1.0).mul_(rank)
+    return _first_marked(marks.sign_().add_(1.0), dim)
+
+
+def _marks_pay(values: torch.Tensor, dim: int) -> bool:
+    """Whether :func:`_first_marked` applies: CPU, eager, ranks exact in the dtype (else ``argmax``)."""
+    return not (
+        values.device.type != "cpu"
+        or values.shape[dim] >= 1 << 24
+        or torch.compiler.is_compiling()
+        or wrapped(values)
+    )
+
+
+def _first_marked(marks: torch.Tensor, dim: int) -> torch.Tensor:
+    """The first class (``dim`` kept) whose mark is 1, for marks in {0, 1} (written over): the marks
+    times the ranks C, ..., 1 by position, and the max of that is the first marked class's rank. A row
+    with a NaN (or none marked) gets class 0."""
+    classes = marks.shape[dim]
+    marks.mul_(class_view(torch.arange(classes, 0, -1, dtype=marks.dtype), marks.ndim, dim))
     first = marks.amax(dim, keepdim=True).neg_().add_(classes).nan_to_num_(0.0)
     return first.clamp_(0, classes - 1).long()
 
 
 def _class_of_one(e: torch.Tensor, dim: int, scratch: torch.Tensor) -> torch.Tensor:
-    """k (``dim`` kept): the first class whose e = exp(x - max) is 1, from floor(e) in {0, 1} times the
-    ranks C, ..., 1 and their max (PyTorch's CPU argmax along an inner axis is several times slower).
+    """k (``dim`` kept): the first class whose e = exp(x - max) is 1, marked by floor(e) in {0, 1}
+    (:func:`_first_marked`; one pass fewer than :func:`first_argmax`, which must subtract the max).
 
     That is an argmax, or a class within rounding of the max (e rounds to 1), whose p then is within
     rounding of the max's p <= 1/2: the role of k (the class whose 1 - p and whose sum over the other
     classes are taken without cancellation) needs only p_c <= 1/2 for every other class c. Under
     torch.func and torch.compile, and off the CPU: ``argmax``.
     """
-    classes = e.shape[dim]
-    if e.device.type != "cpu" or classes >= 1 << 24 or torch.compiler.is_compiling() or wrapped(e):
+    if not _marks_pay(e, dim):
         return e.argmax(dim, keepdim=True)
-    rank = class_view(torch.arange(classes, 0, -1, dtype=e.dtype), e.ndim, dim)
-    marks = torch.floor(e, out=scratch).mul_(rank)
-    first = marks.amax(dim, keepdim=True).neg_().add_(classes).nan_to_num_(0.0)  # NaN rows: class 0
-    return first.clamp_(0, classes - 1).long()
+    return _first_marked(torch.floor(e, out=scratch), dim)
 
 
 def log_softmax_parts(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -255,13 +266,9 @@ def _index_terms(
         if not need_grad:
             return loss, None
         if gamma != 0.0:  # 1 + gamma log1p(r) / r in one pass
-            weight = weight * torch.addcdiv(_one(ratio), minus_log_p_t, ratio, value=gamma)
+            weight = weight * torch.addcdiv(scalar(1.0, ratio), minus_log_p_t, ratio, value=gamma)
         return loss, weight
     return _guarded_index_terms(x_t, shift, e_t, others, alpha_t, gamma, dim, need_grad, scale, total)
-
-
-def _one(like: torch.Tensor) -> torch.Tensor:
-    return torch.ones((), dtype=like.dtype, device=like.device)
 
 
 def _ratio_in_range(ratio: torch.Tensor, e_t: torch.Tensor) -> bool:
@@ -301,7 +308,7 @@ def _guarded_index_terms(
         exact = torch.log(total).sub_(x_t() - shift)
         minus_log_p_t = torch.where((e_t < tiny) | (p_t < tiny), exact, minus_log_p_t)
     weight = _index_weight(u_t, alpha_t, gamma, scale)
-    loss = (weight * minus_log_p_t).squeeze(dim)
+    loss = zero_weight_masked(weight * minus_log_p_t, alpha_t).squeeze(dim)
     if not need_grad:
         return loss, None
     if gamma != 0.0:
@@ -414,6 +421,15 @@ def softmax_prob_kernel(
     d = _into(torch.mul, p, (rest_k + a_k).mul_(scale), out=p if out is None else out).sub_(a, alpha=scale)
     d_k = torch.div(rest_k, one_plus_s).sub_(a_k.mul_(u_k)).mul_(scale)  # p_k A_k - a_k u_k
     return loss, d.scatter_(dim, k, d_k)
+
+
+def zero_weight_masked(loss: torch.Tensor, alpha_t: torch.Tensor | None) -> torch.Tensor:
+    """The weighted per-sample loss with a weight of 0 (an ignored sample, a class alpha of 0) giving 0
+    also where the unweighted loss is inf (logits spread beyond the dtype's range): the reference masks,
+    0 * inf would be NaN. Read on CPU (one look at the per-sample losses); elsewhere always masked."""
+    if alpha_t is None or _all_finite(loss):
+        return loss
+    return torch.where(alpha_t > 0, loss, 0.0)
 
 
 def _all_finite(t: torch.Tensor) -> bool:

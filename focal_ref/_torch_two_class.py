@@ -14,9 +14,7 @@ from collections.abc import Sequence
 import torch
 
 from ._torch_kernels import Pair, min_is, power, wrapped
-from ._torch_softmax import (
-    _target_and_weight,
-)
+from ._torch_softmax import _target_and_weight, zero_weight_masked
 
 
 def two_class_index_kernel(
@@ -62,9 +60,9 @@ def two_class_index_kernel(
     if scale != 1.0:
         weight = torch.full_like(ce, scale) if weight is None else weight.mul_(scale)
     if not need_grad:
-        loss = ce if weight is None else ce.mul_(weight)
+        loss = ce if weight is None else zero_weight_masked(ce.mul_(weight), alpha_t)
         return loss.squeeze(dim), None
-    loss = ce if weight is None else ce * weight
+    loss = ce if weight is None else zero_weight_masked(ce * weight, alpha_t)
     d_t = u
     if gamma != 0.0:
         # p_t softplus(-z_t) -> 0 where z_t = -inf (0 * inf); NaN inputs stay NaN through u_t

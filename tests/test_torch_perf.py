@@ -138,6 +138,23 @@ def test_two_class_index_kernel_matches_general_and_reference(dtype, gamma, spre
         assert torch.equal(fast[1][:, 0], -fast[1][:, 1])  # dFL/dx_0 = -dFL/dx_1 exactly
 
 
+@pytest.mark.parametrize("classes", [2, 3])
+def test_zero_weight_beyond_the_dtype_range_gives_zero(classes):
+    # an ignored sample, or a target class of alpha 0, whose logits span more than the dtype's range:
+    # loss 0 (the reference masks), not 0 * inf = NaN; gradient 0 there
+    x = torch.zeros(3, classes)
+    x[0, :2] = torch.tensor([-3e38, 3e38])
+    x[1, :2] = torch.tensor([-3e38, 3e38])
+    index = torch.tensor([-1, 0, 1])
+    alpha = (0.0,) + (1.0,) * (classes - 1)
+    leaf = x.clone().requires_grad_(True)
+    loss = ft.softmax_focal_loss(leaf, index, alpha=alpha, ignore_index=-1, gamma=2.0)
+    loss.sum().backward()
+    want = ref.softmax_focal_loss(x.double().numpy(), index.numpy(), alpha=alpha, ignore_index=-1, gamma=2.0)
+    assert torch.equal(loss[:2], torch.zeros(2)) and np.allclose(loss.detach().numpy(), want, rtol=1e-6)
+    assert torch.equal(leaf.grad[:2], torch.zeros(2, classes)) and torch.isfinite(leaf.grad).all()
+
+
 def test_two_class_index_kernel_beyond_the_dtype_range():
     # z_t = -inf (x_o - x_t overflows): loss inf (the rounded value), gradient -1 / +1, no NaN
     x = torch.tensor([[-3e38, 3e38], [3e38, -3e38], [0.0, 1.0]])
