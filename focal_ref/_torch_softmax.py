@@ -375,14 +375,18 @@ def softmax_prob_kernel(
             return pair
     weights = class_weights(alpha, x)
     w = y if weights is None else y * class_view(weights, x.ndim, dim)
-    log_p = torch.sub(x, x.amax(dim, keepdim=True))
+    top = x.amax(dim, keepdim=True)
+    log_p = torch.sub(x, top)
     buf = torch.exp(log_p)
     scratch = torch.empty_like(x)
     k = _class_of_one(buf, dim, scratch)
     s = buf.scatter_(dim, k, 0.0).sum(dim, keepdim=True)
-    log_p.sub_(torch.log1p(s))  # at k: 0 - log1p(s), accurate as p_k -> 1
-    p = _into(torch.exp, log_p, out=buf)
+    log_shift = torch.log1p(s)
+    log_p.sub_(log_shift)  # at k: 0 - log1p(s), accurate as p_k -> 1
     one_plus_s = 1.0 + s
+    # p = e / (1 + s) in place (one rounding, where exp(log p) carries log p's absolute error); p_k is
+    # 0 here (e_k was set to 0 for the sum), and every use of p at k is replaced below
+    p = buf.div_(one_plus_s)
     u_k = s / one_plus_s
     # 1 - p is exact enough off k (there p <= 1/2: no cancellation) and cheaper than -expm1(log p)
     u = torch.rsub(p, 1.0).scatter_(dim, k, u_k)
@@ -393,7 +397,7 @@ def softmax_prob_kernel(
     else:
         weight = u.pow(gamma) if gamma != 2.0 else u * u  # a fresh power
         weight.mul_(w)
-    terms = _into(torch.mul, weight, log_p, out=scratch)
+    terms = _into(torch.mul, log_p, weight, out=log_p)  # log p is not needed again (but below)
     loss = terms.sum(dim).neg_().add_(0.0)
     # every log p finite iff every loss is (log p = -inf gives inf, or NaN on a zero-weight class):
     # read off the per-sample losses, not off the logits' size
@@ -407,11 +411,13 @@ def softmax_prob_kernel(
         # a = weight - gamma terms p / u off k (there u >= 1/2); at k, where u_k may be tiny and p / u
         # overflow, the value is replaced: a_k = weight_k (1 + gamma h_k), h_k = log1p(s) / s (limit 1)
         weight_k = weight.gather(dim, k)
-        a = weight.addcmul_(terms, _into(torch.div, p, u, out=log_p), value=-gamma)
-        h_k = torch.where(s > 0, torch.log1p(s).div_(s), 1.0)
+        a = weight.addcmul_(terms, _into(torch.div, p, u, out=u), value=-gamma)
+        h_k = torch.where(s > 0, log_shift.div_(s), 1.0)
         a_k = weight_k.mul_(h_k.mul_(gamma).add_(1.0))
-    elif gamma != 0.0:  # some p = 0: the guarded h
-        h = focal_h(p, log_p, u, out=terms, log_p_finite=log_p_finite, scale=-gamma)  # gamma h
+    elif gamma != 0.0:  # some p = 0 (rare): the guarded h, from log p and p_k recomputed
+        log_p = torch.sub(x, top).sub_(log_shift)
+        p.scatter_(dim, k, torch.reciprocal(one_plus_s))
+        h = focal_h(p, log_p, u, out=scratch, log_p_finite=log_p_finite, scale=-gamma)  # gamma h
         a = weight.mul_(h.add_(1.0))
         a_k = a.gather(dim, k)
     else:
