@@ -117,7 +117,7 @@ def run(shapes=CPU_SHAPES, targets=TARGETS, reps=7, device="cpu", out=print, sam
     )
     header = (
         f"{'shape':<22} {'target':<11} {'implementation':<14} {'fwd+bwd ms':>11} {'vs plain':>9} "
-        f"{'kept B/el':>10} {'must B/el':>10} {'of copy':>8}"
+        f"{'kept B/el':>10} {'must B/el':>10} {'of copy':>8} {'faults':>7}"
     )
     out(header)
     out("-" * len(header))
@@ -132,7 +132,8 @@ def run(shapes=CPU_SHAPES, targets=TARGETS, reps=7, device="cpu", out=print, sam
             x, t = make_data(shape, target, device)
             n = x.numel()
             kept = {name: saved_bytes(fn, x, t) / n for name, fn in impls.items()}
-            medians = bench_torch.time_interleaved(impls, x, t, reps, sample_elements)
+            faults: dict = {}
+            medians = bench_torch.time_interleaved(impls, x, t, reps, sample_elements, faults)
             copy = bench_torch.copy_bandwidth(n, device)
             must = must_move_bytes(x, t)
             for name in impls:
@@ -150,12 +151,13 @@ def run(shapes=CPU_SHAPES, targets=TARGETS, reps=7, device="cpu", out=print, sam
                     bandwidth=achieved,
                     copy_bandwidth=copy,
                     fraction_of_copy=achieved / copy,
+                    faults=faults[name],
                 )
                 rows.append(row)
                 out(
                     f"{shape_label(shape):<22} {target:<11} {name:<14} {row['ms']:>11.2f} "
                     f"{row['ratio']:>8.2f}x "
-                    f"{kept[name]:>10.2f} {must:>10.2f} {row['fraction_of_copy']:>8.1%}"
+                    f"{kept[name]:>10.2f} {must:>10.2f} {row['fraction_of_copy']:>8.1%} {row['faults']:>7.0f}"
                 )
             out(f"{'':<22} same-device copy {copy / 1e9:.1f} GB/s")
     return rows

@@ -22,8 +22,9 @@ against hard 0/1 labels, then its gradient. Compared:
 Timing: the implementations run interleaved (A B C A B C ...), one forward+backward each per round, after
 a warm-up round; the table gives the median over rounds and the ratio to torchvision's formula from
 the same run. Before any timing the C allocator is put in a training loop's steady state
-(:func:`warm_allocator`; ``--cold-allocator`` skips that): in a fresh process every temporary's pages
-are faulted in, which a training loop pays only in its first step.
+(:func:`warm_allocator`; ``--cold-allocator`` skips that): left to glibc's defaults, whether a
+temporary's pages are faulted in depends on the process's history, and the implementation that
+allocates most pays most. "faults" is the median of minor page faults per call.
 
 "kept B/el" is the bytes autograd keeps for backward per element beyond the inputs, counted exactly
 with torch.autograd.graph.saved_tensors_hooks (each storage once).
@@ -42,6 +43,7 @@ plain formula, kornia and ``F.cross_entropy``.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import platform
@@ -49,6 +51,11 @@ import statistics
 import subprocess
 import sys
 import time
+
+try:
+    import resource
+except ImportError:  # not on Windows
+    resource = None
 
 import torch
 import torch.nn.functional as F
@@ -149,18 +156,21 @@ load moves the ratios less; meaningless for CUDA (the host thread waits)."""
 clock = CLOCKS["wall"]
 
 
-def time_interleaved(impls, x, y, reps, sample_elements=1_000_000):
+def time_interleaved(impls, x, y, reps, sample_elements=1_000_000, faults=None):
     """Median seconds of one forward+backward per implementation, rounds interleaved A B C A B C.
 
     Below ``sample_elements`` each sample averages several calls (about that many elements' worth),
-    so that one sample is not a single scheduler tick.
+    so that one sample is not a single scheduler tick. ``faults``: a dict to fill with each
+    implementation's median minor page faults per call (the allocator's share of the time).
     """
     device = x.device
     inner = max(1, sample_elements // x.numel())
     times = {name: [] for name in impls}
+    page_faults = {name: [] for name in impls}
     for round_ in range(reps + 1):  # round 0 warms up and is dropped
         for name, fn in impls.items():
             _sync(device)
+            before = minor_faults()
             start = clock()
             for _ in range(inner):
                 x.grad = None
@@ -168,26 +178,56 @@ def time_interleaved(impls, x, y, reps, sample_elements=1_000_000):
             _sync(device)
             if round_:
                 times[name].append((clock() - start) / inner)
+                page_faults[name].append((minor_faults() - before) / inner)
+    if faults is not None:
+        faults.update({name: statistics.median(counts) for name, counts in page_faults.items()})
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 ALLOCATOR_WARM_BYTES = 31 << 20
+# glibc's mallopt parameters (malloc.h) and the values set: requests up to 32 MiB (glibc's largest mmap
+# threshold) from the heap, and freed heap memory kept rather than trimmed back to the kernel
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD_BYTES, TRIM_THRESHOLD_BYTES = 32 << 20, 1 << 30
 
 
 def warm_allocator() -> str:
-    """Put the C allocator in the state a training loop keeps it in; returns what was done, for the record.
+    """Put the C allocator in a training loop's steady state; returns what was done, for the record.
 
     glibc's malloc serves a request above its mmap threshold (128 KiB at the start) with fresh pages
-    from the kernel, each 4 KiB faulted in on first touch, and raises the threshold to the size of any
-    such block that is freed (at most 32 MiB). A training loop frees tensors of every size after its
-    first step, so its temporaries below 32 MiB come from reused heap memory without page faults; a
-    fresh benchmark process would time the first-step state instead, and the implementation that
-    allocates most would pay most. One freed 31 MiB block raises the threshold before any timing, for
-    every implementation alike (tensors above 32 MiB stay page-faulted for all). Elsewhere a no-op.
+    from the kernel, each 4 KiB faulted in on first touch, and it hands freed memory at the top of its
+    heap back to the kernel once more than the trim threshold is free there. Left to itself it raises
+    both thresholds as blocks are freed, so whether a temporary is page-faulted depends on the whole
+    process's history: the same implementation in two processes timed 90 and 300 ms per call at 4M
+    elements (0 and 78k page faults). A training loop that keeps its memory (PyTorch's CUDA caching
+    allocator, jemalloc or tcmalloc on a CPU) pays for its temporaries' pages only in its first step.
+    Here glibc is told so: requests up to 32 MiB come from the heap, and freed memory is kept
+    (``mallopt``); every implementation then runs without page faults below 32 MiB per tensor, which
+    each row's ``faults`` (minor page faults per call) shows. Where ``mallopt`` is missing (not glibc),
+    one freed 31 MiB block raises glibc-like dynamic thresholds instead.
     """
+    try:
+        libc = ctypes.CDLL(None)
+        set_option = libc.mallopt
+    except (OSError, AttributeError):
+        set_option = None
+    if (
+        set_option is not None
+        and set_option(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+        and set_option(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
+    ):
+        return (
+            "warm: glibc mallopt M_MMAP_THRESHOLD 32 MiB, M_TRIM_THRESHOLD 1 GiB "
+            "(temporaries up to 32 MiB from a heap that is not trimmed: no page faults after the first call)"
+        )
     block = torch.ones(ALLOCATOR_WARM_BYTES // 4)
     del block
-    return "warm: one 31 MiB block allocated and freed before timing (glibc's mmap threshold raised)"
+    return "warm: one 31 MiB block allocated and freed before timing (no mallopt here)"
+
+
+def minor_faults() -> int:
+    """This process's minor page faults so far (0 where the resource module is missing)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt if resource is not None else 0
 
 
 def copy_bandwidth(n, device, reps=10):
@@ -219,13 +259,14 @@ def run(sizes, reps=7, device="cpu", fused=True, out=print, sample_elements=1_00
     out(f"device: {_device_name(device)}, torch {torch.__version__}, threads {threads}, float32, reps {reps}")
     rows = []
     header = f"{'elements':>10}  {'implementation':<16} {'fwd+bwd ms':>11} {'vs torchvision':>15} "
-    header += f"{'kept B/el':>10}"
+    header += f"{'kept B/el':>10} {'faults':>7}"
     out(header)
     out("-" * len(header))
     for n in sizes:
         x, y = make_data(n, device)
         kept = {name: saved_bytes(fn, x, y) / n for name, fn in impls.items()}
-        medians = time_interleaved(impls, x, y, reps, sample_elements)
+        faults: dict = {}
+        medians = time_interleaved(impls, x, y, reps, sample_elements, faults)
         for name in impls:
             row = dict(
                 elements=n,
@@ -233,11 +274,12 @@ def run(sizes, reps=7, device="cpu", fused=True, out=print, sample_elements=1_00
                 ms=medians[name] * 1e3,
                 ratio=medians[name] / medians["torchvision"],
                 kept_bytes_per_element=kept[name],
+                faults=faults[name],
             )
             rows.append(row)
             out(
                 f"{n:>10.0e}  {name:<16} {row['ms']:>11.2f} {row['ratio']:>14.2f}x "
-                f"{row['kept_bytes_per_element']:>10.2f}"
+                f"{row['kept_bytes_per_element']:>10.2f} {row['faults']:>7.0f}"
             )
         copy = copy_bandwidth(n, device)  # on CPU too: how far from memory-bound the loss runs there
         for name in ("focal_ref", "focal_ref fused"):

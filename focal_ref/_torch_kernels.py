@@ -48,7 +48,7 @@ def power(base: torch.Tensor, gamma: float, inplace: bool = False) -> torch.Tens
     return base.pow_(gamma) if inplace else base.pow(gamma)
 
 
-def split_power(m: torch.Tensor, gamma: float) -> bool:
+def split_power(m: torch.Tensor, gamma: float, low: float | None = None) -> bool:
     """Whether to apply m^gamma as h h with h = m^(gamma/2), rather than as one factor.
 
     One factor m^gamma goes subnormal (and loses digits) where m < tiny^(1/gamma), even where the loss
@@ -57,19 +57,31 @@ def split_power(m: torch.Tensor, gamma: float) -> bool:
     differently, so on CPU the split is taken only for a block that holds such an m: ordinary inputs give
     the bits they always gave (the book's stored experiments re-run bit for bit). On other devices, under
     torch.compile and under torch.func, where looking at values would synchronise or cannot be traced,
-    it is always taken.
+    it is always taken. ``low``: m's minimum where the caller has read it already (:func:`cpu_min`).
     """
     if gamma <= 1.0:
         return False
-    if (
-        m.device.type != "cpu"
-        or torch.compiler.is_compiling()
-        or torch._C._functorch.is_functorch_wrapped_tensor(m)
-    ):
+    low = cpu_min(m) if low is None else low
+    if low is None:
         return True
-    # min < bound, not (m < bound).any(): the same answer (NaN compares False in both), without a
-    # boolean tensor (a comparison pass into bool costs ~5 float passes on CPU)
-    return m.numel() > 0 and float(m.min()) < torch.finfo(m.dtype).tiny ** (1.0 / gamma)
+    return m.numel() > 0 and low < torch.finfo(m.dtype).tiny ** (1.0 / gamma)
+
+
+def cpu_min(t: torch.Tensor) -> float | None:
+    """``float(t.min())`` on CPU in eager mode (inf for no elements, NaN if any is NaN); ``None`` on other
+    devices, under torch.compile and under torch.func, where reading a value would synchronise or cannot
+    be traced.
+
+    A min rather than a comparison such as (t < bound).any(): the same answers (NaN compares False in
+    both), without a boolean tensor (a comparison pass into bool costs ~5 float passes on CPU).
+    """
+    if (
+        t.device.type != "cpu"
+        or torch.compiler.is_compiling()
+        or torch._C._functorch.is_functorch_wrapped_tensor(t)
+    ):
+        return None
+    return float(t.min()) if t.numel() > 0 else math.inf
 
 
 def _into(op, *args, out: torch.Tensor) -> torch.Tensor:
@@ -140,16 +152,20 @@ def sigmoid_kernel(
     # CE = (1-y)(relu(x) + l) + y (relu(-x) + l) = l + lerp(relu(x), relu(-x), y): no cancellation.
     ce = torch.clamp_min(x, 0.0).lerp_(neg_x.clamp_min_(0.0), y).add_(l)
     m = _into(torch.lerp, p, q, y, out=l)  # 1 - p_t = (1-y) p + y q, a sum of non-negative terms
+    low = cpu_min(m) if (need_grad and gamma != 0.0) or gamma > 1.0 else None
     if need_grad:
         if gamma != 0.0:
             # r = p q / m in [0, 1]: the derivative of m^gamma is gamma m^gamma r (1-2y), free of
             # 0^(gamma-1). 0/0 happens only where m underflowed to 0; there m^gamma = 0 kills the term.
-            s_r = _into(torch.mul, p, q, out=neg_x).div_(m).nan_to_num_(0.0)
+            # Where m's minimum (read on CPU) is > 0 there is no 0/0 to clear: one pass saved.
+            s_r = _into(torch.mul, p, q, out=neg_x).div_(m)
+            if low is None or not low > 0.0:
+                s_r.nan_to_num_(0.0)
             s_r.addcmul_(y, s_r, value=-2.0)  # (1 - 2y) r
         p_minus_y = p.lerp_(q.neg_(), y)  # (1-y) p - y q: exact -q for y = 1, no cancellation near p = 1
     # m^gamma = h h with h = m^(gamma/2), applied as (B h)(alpha_t h), where one factor would go
     # subnormal although the product is normal (split_power)
-    half = power(m, gamma / 2.0, inplace=True) if split_power(m, gamma) else None
+    half = power(m, gamma / 2.0, inplace=True) if split_power(m, gamma, low) else None
     weight = half if half is not None else power(m, gamma, inplace=True)
     if alpha is not None:
         alpha_t = _alpha_t_into(alpha, y, q)  # exact for hard labels
