@@ -198,9 +198,9 @@ def warm_allocator() -> str:
     from the kernel, each 4 KiB faulted in on first touch, and it hands freed memory at the top of its
     heap back to the kernel once more than the trim threshold is free there. Left to itself it raises
     both thresholds as blocks are freed, so whether a temporary is page-faulted depends on the whole
-    process's history: the same implementation in two processes timed 90 and 300 ms per call at 4M
-    elements (0 and 78k page faults). A training loop that keeps its memory (PyTorch's CUDA caching
-    allocator, jemalloc or tcmalloc on a CPU) pays for its temporaries' pages only in its first step.
+    process's history, and with it the time of the implementation that allocates most. A training
+    loop that keeps its memory (PyTorch's CUDA caching allocator, jemalloc or tcmalloc on a CPU) pays
+    for its temporaries' pages only in its first step.
     Here glibc is told so: requests up to 32 MiB come from the heap, and freed memory is kept
     (``mallopt``); every implementation then runs without page faults below 32 MiB per tensor, which
     each row's ``faults`` (minor page faults per call) shows. Where ``mallopt`` is missing (not glibc),
