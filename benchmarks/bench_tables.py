@@ -138,7 +138,23 @@ def timing_tables(data: dict) -> str:
 
         header, lines = _pivot(selected, cell, str)
         out += ["", *header, *lines]
+    out += ["", faults_sentence(rows)]
     return "\n".join(out)
+
+
+def faults_sentence(rows: list[dict]) -> str:
+    """Which timed rows paid page faults (the allocator's share of their time), from the rows' counts."""
+    counted = [r for r in rows if "faults" in r]
+    if not counted:
+        return "Page faults were not counted in this run."
+    paid = [r for r in counted if r["faults"] >= 1]
+    if not paid:
+        return "No implementation paid a page fault in the timed rounds."
+    listed = "; ".join(f"{r['loss']} {_shape(r)} {r['implementation']} {r['faults']:,.0f}" for r in paid)
+    return (
+        "Minor page faults per call, where any were paid in the timed rounds (a tensor above glibc's "
+        f"32 MiB mmap threshold is fresh memory on every call): {listed}; every other row none."
+    )
 
 
 def markdown_tables(data: dict) -> str:

@@ -3,8 +3,8 @@
 Each deterministic table (the reference's accuracy against mpmath, the cross-framework agreement on the
 CPU, the kept bytes of the benchmark) is measured afresh and compared with the block between its
 markers. When a test here fails after a change to the package, run ``python scripts/update_tables.py``
-and commit the tables it rewrites. Timing tables are not compared; they must carry their date and
-machine.
+and commit the tables it rewrites. Timings are not re-measured: the CPU timing table must be the one
+written from the stored run (book/perf/results/cpu_bench.json) and carry its date and machine.
 """
 
 from __future__ import annotations
@@ -58,6 +58,27 @@ def test_timing_table_carries_its_date_and_machine():
     table = update_tables.block((ROOT / "benchmarks" / "README.md").read_text(), "timing")
     assert re.match(r"Measured \d{4}-\d{2}-\d{2} on .+, torch \S+, float32", table), table[:200]
     assert "| sigmoid |" in table and "| softmax |" in table
+
+
+def test_timing_table_is_the_stored_run():
+    """The CPU timing table is what bench_tables.py writes from the run the perf chapter reads."""
+    table = update_tables.block((ROOT / "benchmarks" / "README.md").read_text(), "timing")
+    assert table == update_tables.timing_table(ROOT / "book" / "perf" / "results" / "cpu_bench.json").strip()
+
+
+def test_faults_sentence_names_the_rows_that_paid():
+    import bench_tables
+
+    rows = [
+        dict(loss="sigmoid", shape=[1e7], implementation="torchvision", faults=126958.0),
+        dict(loss="sigmoid", shape=[1e7], implementation="focal_ref", faults=0.0),
+    ]
+    sentence = bench_tables.faults_sentence(rows)
+    assert "sigmoid 1e+07 torchvision 126,958" in sentence and "focal_ref" not in sentence
+    assert (
+        bench_tables.faults_sentence(rows[1:]) == "No implementation paid a page fault in the timed rounds."
+    )
+    assert bench_tables.faults_sentence([dict(loss="sigmoid")]).startswith("Page faults were not counted")
 
 
 def test_replace_touches_only_the_block_and_check_reports_a_stale_table(tmp_path):
