@@ -41,6 +41,7 @@ import torch
 from . import _torch_hessian as _h
 from . import _torch_kernels as _k
 from . import _torch_softmax as _s
+from . import _torch_softmax_index as _si
 from ._torch_blocks import PROB_BUFFERS, _total, in_cpu_blocks, in_sample_blocks, outgrows_cache
 
 ELEMENTWISE = ("sigmoid", "binary", "star")
@@ -168,7 +169,7 @@ def _first_order(spec: Spec, x, target, need_grad: bool, weight: Extra, pos_weig
 
         def kernel(xb, tb, ng, out):
             if spec.kind == "indices":
-                return _s.softmax_index_kernel(
+                return _si.softmax_index_kernel(
                     xb, tb, spec.alpha, spec.ignore_index, spec.gamma, 1, ng, spec.scale, out=out
                 )
             scale = mean_scale(spec, xb.dtype)

@@ -104,7 +104,7 @@ def in_sample_blocks(
     chunks of B within one row. Why: as for :func:`in_cpu_blocks`; a per-sample kernel is ~10-20 passes,
     half of them over per-sample tensors, and over a block every pass stays in cache and no fresh
     temporary is faulted in. Each sample's values are those of one call (the kernels are per sample);
-    only the exponentials' shift may be taken per block (:func:`focal_ref._torch_softmax._exp_shift`).
+    only the exponentials' shift may be taken per block (:func:`focal_ref._torch_softmax_index._exp_shift`).
     The class axis is 1 inside the kernel. ``out``: the block's view of the gradient buffer (``None``
     for one call), where a kernel may write D and return it: no copy of D afterwards.
     """

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 import torch
 
 from ._torch_kernels import Pair, min_is, power, wrapped
-from ._torch_softmax import _target_and_weight, zero_weight_masked
+from ._torch_softmax import zero_weight_masked
+from ._torch_softmax_index import _target_and_weight
 
 
 def two_class_index_kernel(

@@ -23,9 +23,10 @@ class, reductions are ``"none"``, ``"mean"``, ``"sum"``, and the softmax class a
 
 About 450 lines, above the ~400 guide: seven public functions, each with its Google docstring and
 doctest; the computation lives in the ``_torch_*`` modules: ``_torch_inputs`` (checks),
-``_torch_kernels`` (loss and first derivative), ``_torch_hessian`` (second derivatives),
-``_torch_autograd`` (the Functions), ``_torch_fused``, and ``_torch_modules`` (the ``nn.Module``
-classes).
+``_torch_kernels`` (loss and first derivative; the softmax ones in ``_torch_softmax``,
+``_torch_softmax_index`` and ``_torch_two_class``, the CPU blocks in ``_torch_blocks``),
+``_torch_hessian`` (second derivatives), ``_torch_autograd`` (the Functions), ``_torch_fused``, and
+``_torch_modules`` (the ``nn.Module`` classes).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The fast softmax index kernel's branches (issue 14), each against the float64 reference.
 
 The kernel takes exp(x) unshifted where the logits' range allows it and the row max otherwise
-(:func:`focal_ref._torch_softmax._exp_shift`); it takes log p_t from log1p(-u_t) near p_t = 1, from p_t in
-between, and from the logits where p_t is subnormal. Each test puts rows in one of those branches.
+(:func:`focal_ref._torch_softmax_index._exp_shift`); it takes log p_t from log1p(-u_t) near p_t = 1,
+from p_t in between, and from the logits where p_t is subnormal. Each test puts rows in one of those branches.
 """
 
 import numpy as np
@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import focal_ref as ref
-import focal_ref._torch_softmax as kern
+import focal_ref._torch_softmax as prob_kern
+import focal_ref._torch_softmax_index as kern
 import focal_ref._torch_two_class as two
 import focal_ref.torch as ft
 
@@ -240,7 +241,7 @@ def test_prob_kernel_branches_against_reference(dtype, gamma):
         error = np.abs(leaf.grad.double().numpy() - want_grad)
         assert np.all(error <= RTOL[dtype] * np.maximum(scale, np.abs(want_grad)) + tiny), error
     e = torch.exp(x - x.amax(1, keepdim=True))
-    k = kern._class_of_one(e, 1, torch.empty_like(e)).squeeze(1)
+    k = prob_kern._class_of_one(e, 1, torch.empty_like(e)).squeeze(1)
     assert torch.equal(e.gather(1, k[:, None]).squeeze(1), torch.ones(len(x), dtype=dtype))
     assert int(k[0]) == 0 and int(k[1]) == 1  # the first class of e = 1
 
