@@ -14,7 +14,7 @@ smoothed by 0.1, as label smoothing makes them). Compared:
 * ``focal_ref``: focal_ref.torch.softmax_focal_loss.
 
 Shapes: segmentation maps (N, C, H, W) with C in {2, 19, 150} and detection / classification rows (M, C)
-with C in {80, 1000}. Timing, interleaving and kept bytes as in bench_torch.py.
+with C in {19, 80, 1000}. Timing, interleaving and kept bytes as in bench_torch.py.
 
 "must B/el" is the least a forward+backward must move per logit element, whatever the implementation:
 the forward reads the logits (4 B) and the targets (8 B per sample of int64 indices, so 8/C per
@@ -44,8 +44,15 @@ import focal_ref.torch as ft  # noqa: E402
 GAMMA = 2.0
 SMOOTHING = 0.1
 # about 1M elements each on a CPU; up to 64M on a GPU
-CPU_SHAPES = ((8, 2, 256, 256), (4, 19, 128, 128), (2, 150, 64, 64), (16384, 80), (1024, 1000))
-GPU_SHAPES = ((32, 2, 1024, 1024), (8, 19, 512, 512), (4, 150, 256, 256), (786432, 80), (65536, 1000))
+CPU_SHAPES = ((8, 2, 256, 256), (4, 19, 128, 128), (2, 150, 64, 64), (65536, 19), (16384, 80), (1024, 1000))
+GPU_SHAPES = (
+    (32, 2, 1024, 1024),
+    (8, 19, 512, 512),
+    (4, 150, 256, 256),
+    (3145728, 19),
+    (786432, 80),
+    (65536, 1000),
+)
 TARGETS = ("index", "probability")
 
 
