@@ -151,9 +151,8 @@ def faults_sentence(rows: list[dict]) -> str:
     if not paid:
         return "No implementation paid a page fault in the timed rounds."
     listed = "; ".join(f"{r['loss']} {_shape(r)} {r['implementation']} {r['faults']:,.0f}" for r in paid)
-    return (
-        "Minor page faults per call, where any were paid in the timed rounds (a tensor above glibc's "
-        f"32 MiB mmap threshold is fresh memory on every call): {listed}; every other row none."
+    return "Minor page faults per call, where any were paid in the timed rounds: " + (
+        f"{listed}; no other row paid any."
     )
 
 

@@ -75,11 +75,7 @@ def cpu_min(t: torch.Tensor) -> float | None:
     A min rather than a comparison such as (t < bound).any(): the same answers (NaN compares False in
     both), without a boolean tensor (a comparison pass into bool costs ~5 float passes on CPU).
     """
-    if (
-        t.device.type != "cpu"
-        or torch.compiler.is_compiling()
-        or torch._C._functorch.is_functorch_wrapped_tensor(t)
-    ):
+    if t.device.type != "cpu" or torch.compiler.is_compiling() or wrapped(t):
         return None
     return float(t.min()) if t.numel() > 0 else math.inf
 
@@ -297,10 +293,9 @@ def star_kernel(
 
 
 def min_is(t: torch.Tensor, bound: float) -> bool:
-    """t.min() <= bound, read on CPU only (True elsewhere: guard unconditionally)."""
-    if t.device.type != "cpu" or t.numel() == 0 or torch.compiler.is_compiling() or wrapped(t):
-        return t.numel() > 0
-    return float(t.min()) <= bound
+    """t.min() <= bound, read on CPU only (:func:`cpu_min`; True elsewhere: guard unconditionally)."""
+    low = cpu_min(t)
+    return t.numel() > 0 and (low is None or low <= bound)
 
 
 def wrapped(t: torch.Tensor) -> bool:

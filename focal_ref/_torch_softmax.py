@@ -17,17 +17,15 @@ import torch
 from ._torch_kernels import Pair, _into, class_view, class_weights, min_is, power, wrapped
 
 
-def first_argmax(values: torch.Tensor, dim: int, scratch: torch.Tensor | None = None) -> torch.Tensor:
+def first_argmax(values: torch.Tensor, dim: int) -> torch.Tensor:
     """``values.argmax(dim, keepdim=True)`` (the first of tied maxima) from fast elementwise passes.
 
     PyTorch's CPU argmax along an inner axis is slow (12 ms for (4, 19, 128, 128) along dim 1, where
     ``amax`` takes 0.2 ms): here sign(v - max) + 1 marks the maxima with 1 (:func:`_first_marked`).
-    ``scratch``: a dead buffer of ``values``' shape for the marks.
     """
     if not _marks_pay(values, dim):
         return values.argmax(dim, keepdim=True)
-    top = values.amax(dim, keepdim=True)
-    marks = torch.sub(values, top) if scratch is None else _into(torch.sub, values, top, out=scratch)
+    marks = torch.sub(values, values.amax(dim, keepdim=True))
     return _first_marked(marks.sign_().add_(1.0), dim)
 
 
@@ -133,33 +131,19 @@ def dense_weights(
     return target if weights is None else target * class_view(weights, like.ndim, dim)
 
 
-def others_sum(
-    values: torch.Tensor,
-    dim: int,
-    signed: bool = False,
-    k: torch.Tensor | None = None,
-    scratch: torch.Tensor | None = None,
-) -> torch.Tensor:
+def others_sum(values: torch.Tensor, dim: int, signed: bool = False) -> torch.Tensor:
     """sum_{c != j} values_c for each j, without cancelling next to a one-hot row.
 
     Not as sum - values_j: that cancels when one class holds nearly all of the sum (a soft target next
-    to one-hot). With k the entry of largest magnitude and rest the sum without it, the result is rest
-    at k and values_k + (rest - values_j) elsewhere (the reference's heaviest-class form; exact for
-    one-hot rows). ``k``: the excluded class (dim kept), if the caller has a better one; ``scratch``:
-    a dead buffer of ``values``' shape, which becomes the result.
+    to one-hot). With k the entry of largest magnitude (largest value unless ``signed``) and rest the
+    sum without it, the result is rest at k and values_k + (rest - values_j) elsewhere (the reference's
+    heaviest-class form; exact for one-hot rows).
     """
-    if k is None:
-        k = first_argmax(values.abs() if signed else values, dim)
+    k = first_argmax(values.abs() if signed else values, dim)
     top = values.gather(dim, k)
-    if scratch is None or wrapped(values) or torch.compiler.is_compiling():
-        without_top = values.scatter(dim, k, 0.0)
-        rest = without_top.sum(dim, keepdim=True)
-        return _into(torch.sub, rest, values, out=without_top).add_(top).scatter_(dim, k, rest)
-    # k zeroed in ``values`` for the sum and put back (no copy of values); the result in ``scratch``
-    rest = values.scatter_(dim, k, 0.0).sum(dim, keepdim=True)
-    out = torch.sub(rest, values, out=scratch).add_(top).scatter_(dim, k, rest)
-    values.scatter_(dim, k, top)
-    return out
+    without_top = values.scatter(dim, k, 0.0)
+    rest = without_top.sum(dim, keepdim=True)
+    return _into(torch.sub, rest, values, out=without_top).add_(top).scatter_(dim, k, rest)
 
 
 def softmax_prob_kernel(
