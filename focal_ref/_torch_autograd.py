@@ -89,8 +89,9 @@ def _elementwise_kernel(spec: Spec):
             return lambda x, y, need_grad, out: _torch_fused.fused_sigmoid_kernel(
                 x, y, spec.alpha, spec.gamma, need_grad=need_grad
             )
+        ends: dict = {}  # alpha_t's filled tensors, shared by the blocks of this call
         return lambda x, y, need_grad, out: _k.sigmoid_kernel(
-            x, y, spec.alpha, spec.gamma, need_grad=need_grad, out=out
+            x, y, spec.alpha, spec.gamma, need_grad=need_grad, out=out, ends=ends
         )
     if spec.family == "binary":
         return lambda x, y, need_grad, out: _k.binary_kernel(

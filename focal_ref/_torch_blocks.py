@@ -16,11 +16,20 @@ import torch
 
 from . import _torch_kernels as _k
 
-# Elements per block for the elementwise kernels on CPU: a block's ~5 float32 temporaries (5 MiB) stay
-# in cache. On the project's 2-core machine (1 MiB L2 per core, 32 MiB L3) forward+backward at 4M and
-# 10M float32 elements ran 1.3-1.7x faster than in one pass over the whole tensor, best at 256k and
-# within 10% of that from 128k to 512k.
+# Elements per block for the per-sample (softmax) kernels on CPU; also the scale of "large": inputs of up
+# to 2 * CPU_BLOCK elements run in one call in every kernel. On the project's first 2-core machine (1 MiB
+# L2 per core, 32 MiB L3) the elementwise kernels at 4M and 10M float32 elements ran 1.3-1.7x faster in
+# 256k blocks than in one pass over the whole tensor.
 CPU_BLOCK = 1 << 18
+
+# Elements per block for the elementwise (sigmoid, binary, FL*) kernels: a block's ~5 float32
+# temporaries (1.25 MiB) stay in a 2 MiB L2. On the current machine (2 MiB L2 per core) the sigmoid
+# loss, forward+backward, ran 15-20% faster in 64k blocks than in 256k ones at 1M, 4M and 10M elements
+# (32k and 128k were slower than 64k). The one-call bound stays 2 * CPU_BLOCK: blocks decide the
+# subnormal-safe split of m^gamma per block (_torch_kernels.split_power), so blocking smaller inputs would
+# move last bits, and the book's stored detector experiments (at most 326,592 elements per call) re-run
+# bit for bit; blocks of 64k were about 5% faster at that size.
+ELEMENTWISE_BLOCK = 1 << 16
 
 
 # Full-size buffers the softmax probability kernel holds at once (logits, targets and its own six).
@@ -68,9 +77,11 @@ def in_cpu_blocks(kernel, x, y, need_grad: bool, summed: bool = False, blocks: b
 
     The kernels are ~20 elementwise passes. Over a whole large tensor each pass streams it through
     main memory, and each fresh temporary's pages must be faulted in; over a block that fits in cache
-    neither happens. The formulas are elementwise, so the values are those of one call, up to the
-    last-bit differences PyTorch's SIMD and scalar loops already have. With ``summed`` each block's loss
-    is added up as it is made (in float64). On CUDA blocking would only add launches.
+    neither happens. Above 2 * :data:`CPU_BLOCK` elements the blocks are :data:`ELEMENTWISE_BLOCK` long.
+    The formulas are elementwise, so the values are those of one call up to the last bit: PyTorch's SIMD
+    and scalar loops may differ there, and the m^gamma form is chosen per block (``split_power``). With
+    ``summed`` each block's loss is added up as it is made (in float64). On CUDA blocking would only add
+    launches.
     """
     n = x.numel()
     if not blocks or x.device.type != "cpu" or n <= 2 * CPU_BLOCK:
@@ -80,8 +91,8 @@ def in_cpu_blocks(kernel, x, y, need_grad: bool, summed: bool = False, blocks: b
     loss_buffer = torch.empty(0) if summed else torch.empty_like(flat_x)
     block_sums = []
     grad_buffer = torch.empty_like(flat_x) if need_grad else torch.empty(0)
-    for start in range(0, n, CPU_BLOCK):
-        block = slice(start, start + CPU_BLOCK)
+    for start in range(0, n, ELEMENTWISE_BLOCK):
+        block = slice(start, start + ELEMENTWISE_BLOCK)
         out = grad_buffer[block] if need_grad else None
         block_loss, block_grad = kernel(flat_x[block], flat_y[block], need_grad, out)
         if summed:

@@ -112,15 +112,24 @@ def class_view(weights: torch.Tensor, ndim: int, dim: int) -> torch.Tensor:
 # sigmoid / binary / FL*
 
 
-def _alpha_t_into(alpha: float, y: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+def _alpha_t_into(
+    alpha: float, y: torch.Tensor, out: torch.Tensor, ends: dict | None = None
+) -> torch.Tensor:
     """alpha_t = lerp(1 - alpha, alpha, y) written into ``out`` (a dead buffer of y's shape).
 
     From two full tensors rather than 0-d ones: PyTorch's CPU lerp of broadcast 0-d operands runs ~3x
-    slower. The same formula, so exact for hard labels (a + 0 (b - a), b - 0 (b - a)).
+    slower. The same formula, so exact for hard labels (a + 0 (b - a), b - 0 (b - a)). ``ends``: a
+    per-call dict that keeps the two filled tensors by shape, so that the blocks of one call fill them
+    once (two passes per block saved); never written into.
     """
     if torch.compiler.is_compiling() or wrapped(out) or out.shape != y.shape:
         return _into(torch.lerp, scalar(1.0 - alpha, y), scalar(alpha, y), y, out=out)
-    return out.fill_(1.0 - alpha).lerp_(torch.full_like(out, alpha), y)
+    pair = None if ends is None else ends.get(out.shape)
+    if pair is None:
+        pair = (torch.full_like(out, 1.0 - alpha), torch.full_like(out, alpha))
+        if ends is not None:
+            ends[out.shape] = pair
+    return torch.lerp(pair[0], pair[1], y, out=out)
 
 
 def sigmoid_kernel(
@@ -130,6 +139,7 @@ def sigmoid_kernel(
     gamma: float,
     need_grad: bool,
     out: torch.Tensor | None = None,
+    ends: dict | None = None,
 ) -> Pair:
     """FL and dFL/dx elementwise; the reference's ``sigmoid_focal_loss`` and ``sigmoid_focal_loss_grad``.
 
@@ -139,12 +149,14 @@ def sigmoid_kernel(
     b - (1-y)(b-a) otherwise, so each mixture below is exact for hard labels and keeps the
     reference's no-cancellation sums for soft ones. Written for speed as well: five fresh tensors,
     then in-place work, each buffer reused once its value is no longer needed; ``out`` (a view of the
-    caller's gradient buffer) receives the derivative's last multiply, so that it is not copied there.
+    caller's gradient buffer) receives the derivative's last multiply, so that it is not copied there;
+    ``ends``: a per-call dict for alpha_t's two filled tensors (:func:`_alpha_t_into`).
     """
     neg_x = torch.neg(x)
     p, q = torch.sigmoid(x), torch.sigmoid(neg_x)  # q = 1 - p without the subtraction
     # l = log1p(e^-|x|) serves both logs: -log p = relu(-x) + l, -log(1-p) = relu(x) + l.
-    l = torch.abs(x).neg_().exp_().log1p_()  # noqa: E741
+    # -|x| = min(x, -x): one pass, the same bits as abs then neg
+    l = torch.minimum(x, neg_x).exp_().log1p_()  # noqa: E741
     # CE = (1-y)(relu(x) + l) + y (relu(-x) + l) = l + lerp(relu(x), relu(-x), y): no cancellation.
     ce = torch.clamp_min(x, 0.0).lerp_(neg_x.clamp_min_(0.0), y).add_(l)
     m = _into(torch.lerp, p, q, y, out=l)  # 1 - p_t = (1-y) p + y q, a sum of non-negative terms
@@ -164,7 +176,7 @@ def sigmoid_kernel(
     half = power(m, gamma / 2.0, inplace=True) if split_power(m, gamma, low) else None
     weight = half if half is not None else power(m, gamma, inplace=True)
     if alpha is not None:
-        alpha_t = _alpha_t_into(alpha, y, q)  # exact for hard labels
+        alpha_t = _alpha_t_into(alpha, y, q, ends)  # exact for hard labels
         weight = alpha_t if weight is None else alpha_t.mul_(weight)
     grad = None
     if need_grad:

@@ -63,6 +63,21 @@ def _class_of_one(e: torch.Tensor, dim: int, scratch: torch.Tensor) -> torch.Ten
     return _first_marked(torch.floor(e, out=scratch), dim)
 
 
+def _top_and_class(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(row max, its first class or ``None``), ``dim`` kept: where the class axis is the innermost, one
+    ``torch.max`` with its index; else the max alone (the class then comes from :func:`_class_of_one`).
+
+    Why by layout: a reduction along the innermost axis runs row by row, and there one max with its
+    index (4.4 ms for float32 (65536, 19)) costs less than a max (2.1 ms) followed by the marks of
+    :func:`_class_of_one` (4.2 ms); along an outer axis (dim 1 of NCHW) the max is vectorised across
+    positions (0.2 ms) and the index search is the slow one (12 ms, see :func:`first_argmax`).
+    """
+    if math.prod(x.shape[dim + 1 :]) == 1:
+        top, k = torch.max(x, dim, keepdim=True)
+        return top, k
+    return x.amax(dim, keepdim=True), None
+
+
 def log_softmax_parts(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """log p and u = 1 - p along ``dim``, accurate also for the dominant class as p -> 1.
 
@@ -181,11 +196,11 @@ def softmax_prob_kernel(
             return pair
     weights = class_weights(alpha, x)
     w = y if weights is None else y * class_view(weights, x.ndim, dim)
-    top = x.amax(dim, keepdim=True)
+    top, k = _top_and_class(x, dim)
     log_p = torch.sub(x, top)
     buf = torch.exp(log_p)
-    scratch = torch.empty_like(x)
-    k = _class_of_one(buf, dim, scratch)
+    if k is None:
+        k = _class_of_one(buf, dim, torch.empty_like(x))
     s = buf.scatter_(dim, k, 0.0).sum(dim, keepdim=True)
     log_shift = torch.log1p(s)
     log_p.sub_(log_shift)  # at k: 0 - log1p(s), accurate as p_k -> 1
@@ -224,7 +239,7 @@ def softmax_prob_kernel(
     elif gamma != 0.0:  # some p = 0 (rare): the guarded h, from log p and p_k recomputed
         log_p = torch.sub(x, top).sub_(log_shift)
         p.scatter_(dim, k, torch.reciprocal(one_plus_s))
-        h = focal_h(p, log_p, u, out=scratch, log_p_finite=log_p_finite, scale=-gamma)  # gamma h
+        h = focal_h(p, log_p, u, log_p_finite=log_p_finite, scale=-gamma)  # gamma h
         a = weight.mul_(h.add_(1.0))
         a_k = a.gather(dim, k)
     else:

@@ -499,6 +499,7 @@ def test_half_precision_mean_of_many_elements_does_not_overflow(dtype):
 def test_cpu_blocks_sum_as_they_go(monkeypatch):
     """A "mean"/"sum" over CPU blocks is added up block by block, with no loss tensor of the input's size."""
     monkeypatch.setattr(blocks, "CPU_BLOCK", 1024)
+    monkeypatch.setattr(blocks, "ELEMENTWISE_BLOCK", 1024)
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(5000, generator=gen, dtype=torch.float64) * 10
     y = torch.rand(5000, generator=gen, dtype=torch.float64)
@@ -683,6 +684,7 @@ def test_cpu_blocks_give_the_values_of_one_call(monkeypatch, loss_fn, kernel):
     loops, whose exp/log1p may differ in the last bit) depends on the block boundaries and the layout.
     """
     monkeypatch.setattr(blocks, "CPU_BLOCK", 1024)  # a multiple of every SIMD loop stride, as the default
+    monkeypatch.setattr(blocks, "ELEMENTWISE_BLOCK", 1024)
     gen = torch.Generator().manual_seed(11)
     base = torch.randn(50, 97, generator=gen) * 12
     inputs = base.T  # non-contiguous (97, 50): 4850 elements, 4 full blocks and one of 754
