@@ -112,9 +112,7 @@ def class_view(weights: torch.Tensor, ndim: int, dim: int) -> torch.Tensor:
 # sigmoid / binary / FL*
 
 
-def _alpha_t_into(
-    alpha: float, y: torch.Tensor, out: torch.Tensor, ends: dict | None = None
-) -> torch.Tensor:
+def _alpha_t_into(alpha: float, y: torch.Tensor, out: torch.Tensor, ends: dict | None = None) -> torch.Tensor:
     """alpha_t = lerp(1 - alpha, alpha, y) written into ``out`` (a dead buffer of y's shape).
 
     From two full tensors rather than 0-d ones: PyTorch's CPU lerp of broadcast 0-d operands runs ~3x
