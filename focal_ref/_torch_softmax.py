@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ._torch_kernels import Pair, _into, class_view, class_weights, min_is, power, wrapped
+from ._torch_kernels import Pair, _into, class_view, class_weights, min_is, power, wrapped, zero_at
 
 
 def first_argmax(values: torch.Tensor, dim: int) -> torch.Tensor:
@@ -201,7 +201,7 @@ def softmax_prob_kernel(
     buf = torch.exp(log_p)
     if k is None:
         k = _class_of_one(buf, dim, torch.empty_like(x))
-    s = buf.scatter_(dim, k, 0.0).sum(dim, keepdim=True)
+    s = zero_at(buf, dim, k).sum(dim, keepdim=True)
     log_shift = torch.log1p(s)
     log_p.sub_(log_shift)  # at k: 0 - log1p(s), accurate as p_k -> 1
     one_plus_s = 1.0 + s
@@ -245,7 +245,7 @@ def softmax_prob_kernel(
     else:
         a = weight
         a_k = a.gather(dim, k)
-    rest_k = a.scatter_(dim, k, 0.0).sum(dim, keepdim=True)  # A_k; a is 0 at k from here on
+    rest_k = zero_at(a, dim, k).sum(dim, keepdim=True)  # A_k; a is 0 at k from here on
     d = _into(torch.mul, p, (rest_k + a_k).mul_(scale), out=p if out is None else out).sub_(a, alpha=scale)
     d_k = torch.div(rest_k, one_plus_s).sub_(a_k.mul_(u_k)).mul_(scale)  # p_k A_k - a_k u_k
     return loss, d.scatter_(dim, k, d_k)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ._torch_kernels import Pair, min_is, power, scalar, wrapped
+from ._torch_kernels import Pair, min_is, power, scalar, wrapped, zero_at
 from ._torch_softmax import focal_h, index_weights, zero_weight_masked
 
 
@@ -80,7 +80,7 @@ def softmax_index_factored(
     shift = _exp_shift(x, dim, shifted)
     e = torch.sub(x, shift).exp_() if shift.ndim else torch.exp(x)
     e_t = e.gather(dim, t)
-    others = e.scatter_(dim, t, 0.0).sum(dim, keepdim=True)
+    others = zero_at(e, dim, t).sum(dim, keepdim=True)
     total = others + e_t
     if _unshifted_failed(shift, total):
         return softmax_index_factored(x, index, alpha, ignore_index, gamma, dim, need_grad, scale, True)
