@@ -246,6 +246,32 @@ def test_prob_kernel_branches_against_reference(dtype, gamma):
     assert int(k[0]) == 0 and int(k[1]) == 1  # the first class of e = 1
 
 
+def test_top_and_class_by_layout():
+    """The row maximum and its first class: one torch.max where the class axis is the innermost; along an
+    outer axis the maximum alone (the class then comes from the marks). Both layouts give the same loss
+    and gradient."""
+    rows = torch.tensor([[1.0, 3.0, 3.0, -2.0], [0.0, 0.0, 0.0, 0.0], [5.0, -1.0, 4.0, 5.0]])
+    top, k = prob_kern._top_and_class(rows, 1)
+    assert torch.equal(top.squeeze(1), torch.tensor([3.0, 0.0, 5.0]))
+    assert k is not None and torch.equal(k.squeeze(1), torch.tensor([1, 0, 0]))  # the first of tied maxima
+    maps = rows.T.reshape(1, 4, 3, 1)  # the same rows along dim 1 of (N, C, H, W)
+    top_maps, k_maps = prob_kern._top_and_class(maps, 1)
+    assert k_maps is None and torch.equal(top_maps.flatten(), top.flatten())
+    y = torch.softmax(torch.arange(12.0).reshape(3, 4) / 5, 1)
+    for gamma in (0.5, 2.0):
+        flat = rows.clone().requires_grad_(True)
+        flat_loss = ft.softmax_focal_loss(flat, y, alpha=None, gamma=gamma, reduction="none")
+        flat_loss.sum().backward()
+        nchw = maps.clone().requires_grad_(True)
+        nchw_loss = ft.softmax_focal_loss(
+            nchw, y.T.reshape(1, 4, 3, 1), alpha=None, gamma=gamma, reduction="none"
+        )
+        nchw_loss.sum().backward()
+        torch.testing.assert_close(nchw_loss.detach().flatten(), flat_loss.detach(), rtol=1e-6, atol=0)
+        assert nchw.grad is not None and flat.grad is not None
+        torch.testing.assert_close(nchw.grad.reshape(4, 3).T, flat.grad, rtol=1e-6, atol=1e-7)
+
+
 def test_prob_kernel_spread_beyond_the_range_on_a_zero_weight_class():
     # log p = -inf on a class of weight 0: loss and gradient finite (the guarded branch)
     x = torch.tensor([[3e38, -3e38, 0.0], [1.0, 2.0, 3.0]])
