@@ -73,8 +73,8 @@ def _top_and_class(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tenso
     positions (0.2 ms) and the index search is the slow one (12 ms, see :func:`first_argmax`).
     """
     if math.prod(x.shape[dim + 1 :]) == 1:
-        top, k = torch.max(x, dim, keepdim=True)
-        return top, k
+        values, index = torch.max(x, dim, keepdim=True)
+        return values, index
     return x.amax(dim, keepdim=True), None
 
 

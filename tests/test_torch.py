@@ -497,8 +497,9 @@ def test_half_precision_mean_of_many_elements_does_not_overflow(dtype):
 
 
 def test_cpu_blocks_sum_as_they_go(monkeypatch):
-    """A "mean"/"sum" over CPU blocks is added up block by block, with no loss tensor of the input's size."""
-    monkeypatch.setattr(blocks, "CPU_BLOCK", 1024)
+    """A "mean"/"sum" over CPU blocks is added up block by block, with no loss tensor of the input's size;
+    up to 2 * CPU_BLOCK elements in one call, above it in blocks of ELEMENTWISE_BLOCK."""
+    monkeypatch.setattr(blocks, "CPU_BLOCK", 2048)  # one call up to 4096 elements
     monkeypatch.setattr(blocks, "ELEMENTWISE_BLOCK", 1024)
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(5000, generator=gen, dtype=torch.float64) * 10
@@ -521,8 +522,9 @@ def test_cpu_blocks_sum_as_they_go(monkeypatch):
             lambda *a, _s=sizes, _o=original, **k: _s.append(a[0].numel()) or _o(*a, **k),
         )
         ft.sigmoid_focal_loss(x, y, reduction=reduction)
+        ft.sigmoid_focal_loss(x[:4096], y[:4096], reduction=reduction)
         monkeypatch.setattr(kern, "sigmoid_kernel", original)
-        assert sizes == [1024] * 4 + [904]
+        assert sizes == [1024] * 4 + [904] + [4096]
 
 
 def test_ignore_index():
