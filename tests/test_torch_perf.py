@@ -5,6 +5,8 @@ The kernel takes exp(x) unshifted where the logits' range allows it and the row 
 from p_t in between, and from the logits where p_t is subnormal. Each test puts rows in one of those branches.
 """
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -246,17 +248,28 @@ def test_prob_kernel_branches_against_reference(dtype, gamma):
     assert int(k[0]) == 0 and int(k[1]) == 1  # the first class of e = 1
 
 
-def test_top_and_class_by_layout():
-    """The row maximum and its first class: one torch.max where the class axis is the innermost; along an
-    outer axis the maximum alone (the class then comes from the marks). Both layouts give the same loss
-    and gradient."""
-    rows = torch.tensor([[1.0, 3.0, 3.0, -2.0], [0.0, 0.0, 0.0, 0.0], [5.0, -1.0, 4.0, 5.0]])
-    top, k = prob_kern._top_and_class(rows, 1)
-    assert torch.equal(top.squeeze(1), torch.tensor([3.0, 0.0, 5.0]))
-    assert k is not None and torch.equal(k.squeeze(1), torch.tensor([1, 0, 0]))  # the first of tied maxima
+def test_class_by_layout():
+    """The first class of the row maximum: along an innermost class axis from one matrix product of the
+    marks (each row's count and marked class), falling back to the ranks where a row has tied maxima or
+    a NaN; along an outer axis from the ranks. Both layouts give the same class, loss and gradient."""
+    rows = torch.tensor([[1.0, 3.0, -1.0, -2.0], [0.5, 0.0, 0.0, 0.25], [5.0, -1.0, 4.0, 6.0]])
+    marks = torch.sub(rows, rows.amax(1, keepdim=True)).sign_().add_(1.0)
+    sole = prob_kern._sole_marked(marks, 1)
+    assert sole is not None and torch.equal(sole.squeeze(1), torch.tensor([1, 0, 3]))
     maps = rows.T.reshape(1, 4, 3, 1)  # the same rows along dim 1 of (N, C, H, W)
-    top_maps, k_maps = prob_kern._top_and_class(maps, 1)
-    assert k_maps is None and torch.equal(top_maps.flatten(), top.flatten())
+    assert prob_kern._sole_marked(marks.T.reshape(1, 4, 3, 1), 1) is None  # not innermost
+    assert torch.equal(prob_kern.first_argmax(maps, 1).flatten(), sole.flatten())
+    tied = torch.tensor([[1.0, 3.0, 3.0, -2.0], [0.0, 0.0, 0.0, 0.0], [5.0, -1.0, 4.0, 6.0]])
+    tied_marks = torch.sub(tied, tied.amax(1, keepdim=True)).sign_().add_(1.0)
+    assert prob_kern._sole_marked(tied_marks, 1) is None
+    assert torch.equal(prob_kern.first_argmax(tied, 1).squeeze(1), torch.tensor([1, 0, 3]))  # the first tied
+    nan_row = tied.clone()
+    nan_row[1, 2] = math.nan
+    assert torch.equal(prob_kern.first_argmax(nan_row, 1).squeeze(1), torch.tensor([1, 0, 3]))
+    e = torch.exp(rows - rows.amax(1, keepdim=True))
+    assert torch.equal(prob_kern._class_of_one(e, 1, torch.empty_like(e)), sole)
+    rows = tied
+    maps = rows.T.reshape(1, 4, 3, 1)
     y = torch.softmax(torch.arange(12.0).reshape(3, 4) / 5, 1)
     for gamma in (0.5, 2.0):
         flat = rows.clone().requires_grad_(True)
