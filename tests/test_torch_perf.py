@@ -285,6 +285,32 @@ def test_class_by_layout():
         torch.testing.assert_close(nchw.grad.reshape(4, 3).T, flat.grad, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("classes", [1, 16, 17, 19, 257, 1000, 4099])
+def test_sole_marked_exact_in_every_matmul_precision(classes):
+    """The class from the matrix product is exact also where float32 products run in bfloat16
+    (``set_float32_matmul_precision("medium")`` on CPU: 8 significant bits, which would round a class
+    index above 256): the columns hold base-16 digits. The loss and gradient do not change."""
+    gen = torch.Generator().manual_seed(classes)
+    x = torch.randn(512, classes, generator=gen) * 3
+    y = torch.softmax(torch.randn(512, classes, generator=gen), 1)
+    marks = torch.floor(torch.exp(x - x.amax(1, keepdim=True)))
+    before = torch.get_float32_matmul_precision()
+    results = []
+    try:
+        for precision in ("highest", "high", "medium"):
+            torch.set_float32_matmul_precision(precision)
+            k = prob_kern._sole_marked(marks, 1)
+            assert k is not None and torch.equal(k.squeeze(1), x.argmax(1)), precision
+            leaf = x.clone().requires_grad_(True)
+            loss = ft.softmax_focal_loss(leaf, y, alpha=None, reduction="none")
+            loss.sum().backward()
+            results.append((loss.detach(), leaf.grad))
+    finally:
+        torch.set_float32_matmul_precision(before)
+    for loss, grad in results[1:]:
+        assert torch.equal(loss, results[0][0]) and torch.equal(grad, results[0][1])
+
+
 def test_prob_kernel_spread_beyond_the_range_on_a_zero_weight_class():
     # log p = -inf on a class of weight 0: loss and gradient finite (the guarded branch)
     x = torch.tensor([[3e38, -3e38, 0.0], [1.0, 2.0, 3.0]])
