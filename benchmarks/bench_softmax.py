@@ -140,7 +140,10 @@ def run(shapes=CPU_SHAPES, targets=TARGETS, reps=7, device="cpu", out=print, sam
             n = x.numel()
             kept = {name: saved_bytes(fn, x, t) / n for name, fn in impls.items()}
             faults: dict = {}
-            medians = bench_torch.time_interleaved(impls, x, t, reps, sample_elements, faults)
+            ratios: dict = {}
+            medians = bench_torch.time_interleaved(
+                impls, x, t, reps, sample_elements, faults, ratios, "plain"
+            )
             copy = bench_torch.copy_bandwidth(n, device)
             must = must_move_bytes(x, t)
             for name in impls:
@@ -152,7 +155,7 @@ def run(shapes=CPU_SHAPES, targets=TARGETS, reps=7, device="cpu", out=print, sam
                     target=target,
                     implementation=name,
                     ms=medians[name] * 1e3,
-                    ratio=medians[name] / medians["plain"],
+                    ratio=ratios[name],
                     kept_bytes_per_element=kept[name],
                     must_move_bytes_per_element=must,
                     bandwidth=achieved,

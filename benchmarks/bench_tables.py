@@ -117,7 +117,9 @@ def timing_tables(data: dict) -> str:
         + (", CPU time of the thread" if data.get("clock") == "cpu" else "")
         + (", allocator warmed as in a training loop" if data.get("allocator", "").startswith("warm") else "")
         + "; cells: ms (ratio to "
-        "torchvision's formula for the sigmoid, to the plain formula for the softmax); "
+        "torchvision's formula for the sigmoid, to the plain formula for the softmax"
+        + (": the median of the ratios within a round" if data.get("ratio") == "paired" else "")
+        + "); "
         "fraction of a same-device copy in brackets where measured."
     ]
     bandwidth = {

@@ -20,8 +20,9 @@ against hard 0/1 labels, then its gradient. Compared:
   separately and not timed. ``--no-fused`` leaves it out.
 
 Timing: the implementations run interleaved (A B C A B C ...), one forward+backward each per round, after
-a warm-up round; the table gives the median over rounds and the ratio to torchvision's formula from
-the same run. Before any timing the C allocator is put in a training loop's steady state
+a warm-up round; the table gives the median over rounds and, as the ratio to torchvision's formula,
+the median over rounds of the two times' ratio within a round (paired: see :func:`time_interleaved`).
+Before any timing the C allocator is put in a training loop's steady state
 (:func:`warm_allocator`; ``--cold-allocator`` skips that): left to glibc's defaults, whether a
 temporary's pages are faulted in depends on the process's history, and the implementation that
 allocates most pays most. "faults" is the median of minor page faults per call.
@@ -156,12 +157,17 @@ load moves the ratios less; meaningless for CUDA (the host thread waits)."""
 clock = CLOCKS["wall"]
 
 
-def time_interleaved(impls, x, y, reps, sample_elements=1_000_000, faults=None):
+def time_interleaved(impls, x, y, reps, sample_elements=1_000_000, faults=None, ratios=None, baseline=None):
     """Median seconds of one forward+backward per implementation, rounds interleaved A B C A B C.
 
     Below ``sample_elements`` each sample averages several calls (about that many elements' worth),
     so that one sample is not a single scheduler tick. ``faults``: a dict to fill with each
     implementation's median minor page faults per call (the allocator's share of the time).
+    ``ratios``: a dict to fill with each implementation's median over rounds of its time divided by
+    ``baseline``'s time in the same round. Paired so: on a shared machine the speed drifts over a run,
+    and a round's two times share its speed, where the ratio of two medians mixes rounds of different
+    speeds (on the project's 2-core machine, four runs of (4, 19, 128, 128) gave ratios of medians from
+    0.73 to 0.82 and paired ratios from 0.746 to 0.761).
     """
     device = x.device
     inner = max(1, sample_elements // x.numel())
@@ -181,6 +187,10 @@ def time_interleaved(impls, x, y, reps, sample_elements=1_000_000, faults=None):
                 page_faults[name].append((minor_faults() - before) / inner)
     if faults is not None:
         faults.update({name: statistics.median(counts) for name, counts in page_faults.items()})
+    if ratios is not None:
+        base = times[baseline]
+        for name, ts in times.items():
+            ratios[name] = statistics.median(t / b for t, b in zip(ts, base, strict=True))
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
@@ -266,13 +276,14 @@ def run(sizes, reps=7, device="cpu", fused=True, out=print, sample_elements=1_00
         x, y = make_data(n, device)
         kept = {name: saved_bytes(fn, x, y) / n for name, fn in impls.items()}
         faults: dict = {}
-        medians = time_interleaved(impls, x, y, reps, sample_elements, faults)
+        ratios: dict = {}
+        medians = time_interleaved(impls, x, y, reps, sample_elements, faults, ratios, "torchvision")
         for name in impls:
             row = dict(
                 elements=n,
                 implementation=name,
                 ms=medians[name] * 1e3,
-                ratio=medians[name] / medians["torchvision"],
+                ratio=ratios[name],
                 kept_bytes_per_element=kept[name],
                 faults=faults[name],
             )
@@ -391,6 +402,7 @@ def main(argv=None):
         torch=torch.__version__,
         reps=reps,
         clock=args.clock,
+        ratio="paired",  # each ratio: the median over rounds of the ratio within a round
         allocator=allocator,
         commit=_commit(),
         date=time.strftime("%Y-%m-%d", time.gmtime()),

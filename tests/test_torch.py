@@ -806,6 +806,33 @@ def test_benchmark_script_runs_and_measures_memory():
     assert any("of a same-device copy" in line for line in lines)
 
 
+def test_benchmark_ratios_are_paired_within_rounds(monkeypatch):
+    """The benchmark's ratio is the median over rounds of the time divided by the baseline's in the same
+    round, not the ratio of the two medians (which compares different rounds when the speed drifts)."""
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_torch.py"
+    spec = importlib.util.spec_from_file_location("bench_torch", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    base = [9.0, 1.0, 4.0, 2.0, 3.0]  # round 0 warms up and is dropped
+    fast = [9.0, 0.4, 2.0, 1.0, 1.8]  # per round: 0.4, 0.5, 0.5, 0.6 of the baseline
+    durations = iter(d for pair in zip(base, fast, strict=True) for d in pair)
+    now = [0.0]
+
+    def call(x, y):
+        now[0] += next(durations)
+        return (x * 0).sum()
+
+    monkeypatch.setattr(bench, "clock", lambda: now[0])
+    x = torch.zeros(4, requires_grad=True)
+    ratios: dict = {}
+    medians = bench.time_interleaved({"base": call, "fast": call}, x, x, 4, 1, None, ratios, "base")
+    assert medians == pytest.approx({"base": 2.5, "fast": 1.4})  # their ratio, 0.56, pairs no round
+    assert ratios == pytest.approx({"base": 1.0, "fast": 0.5})
+
+
 def test_from_logits_classes_equal_the_logit_classes():
     """API decision 1: BinaryFocalLoss(from_logits=True) is SigmoidFocalLoss, and
     CategoricalFocalLoss(from_logits=True) is SoftmaxFocalLoss; from_logits=False takes probabilities."""
