@@ -5,6 +5,7 @@ The kernel takes exp(x) unshifted where the logits' range allows it and the row 
 from p_t in between, and from the logits where p_t is subnormal. Each test puts rows in one of those branches.
 """
 
+import itertools
 import math
 
 import numpy as np
@@ -268,11 +269,10 @@ def test_class_by_layout():
     assert torch.equal(prob_kern.first_argmax(nan_row, 1).squeeze(1), torch.tensor([1, 0, 3]))
     e = torch.exp(rows - rows.amax(1, keepdim=True))
     assert torch.equal(prob_kern._class_of_one(e, 1, torch.empty_like(e)), sole)
-    rows = tied
-    maps = rows.T.reshape(1, 4, 3, 1)
     y = torch.softmax(torch.arange(12.0).reshape(3, 4) / 5, 1)
-    for gamma in (0.5, 2.0):
-        flat = rows.clone().requires_grad_(True)
+    for logits, gamma in itertools.product((rows, tied), (0.5, 2.0)):  # the product's route, the ranks'
+        maps = logits.T.reshape(1, 4, 3, 1)
+        flat = logits.clone().requires_grad_(True)
         flat_loss = ft.softmax_focal_loss(flat, y, alpha=None, gamma=gamma, reduction="none")
         flat_loss.sum().backward()
         nchw = maps.clone().requires_grad_(True)
