@@ -779,7 +779,8 @@ def test_fused_path_falls_back_to_eager_with_a_warning(monkeypatch):
     ft.sigmoid_focal_loss(x, y, fused=True)  # no second warning, no error
 
 
-def test_benchmark_script_runs_and_measures_memory():
+def _bench_torch():
+    """benchmarks/bench_torch.py as a module (the benchmarks are scripts, not a package)."""
     import importlib.util
     import pathlib
 
@@ -787,6 +788,11 @@ def test_benchmark_script_runs_and_measures_memory():
     spec = importlib.util.spec_from_file_location("bench_torch", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_benchmark_script_runs_and_measures_memory():
+    bench = _bench_torch()
     lines = []
     rows = bench.run([2000], reps=1, fused=False, out=lines.append, sample_elements=1)
     kept = {
@@ -809,13 +815,7 @@ def test_benchmark_script_runs_and_measures_memory():
 def test_benchmark_ratios_are_paired_within_rounds(monkeypatch):
     """The benchmark's ratio is the median over rounds of the time divided by the baseline's in the same
     round, not the ratio of the two medians (which compares different rounds when the speed drifts)."""
-    import importlib.util
-    import pathlib
-
-    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_torch.py"
-    spec = importlib.util.spec_from_file_location("bench_torch", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _bench_torch()
     base = [9.0, 1.0, 4.0, 2.0, 3.0]  # round 0 warms up and is dropped
     fast = [9.0, 0.4, 2.0, 1.0, 1.8]  # per round: 0.4, 0.5, 0.5, 0.6 of the baseline
     durations = iter(d for pair in zip(base, fast, strict=True) for d in pair)
